@@ -1,0 +1,1 @@
+"""Triton JIT code only. Launchers, dispatch and tuning live outside this package."""

@@ -1,0 +1,102 @@
+"""W4A16 GEMM: ``y = (x @ dequant(W)^T) * global_scale (+ bias)`` with W in NVFP4.
+
+x is ``[M, K]`` bf16/fp16, W arrives as packed E2M1 codes ``[N, K/2]`` (element 2j in the low
+nibble) and E4M3 block scales ``[N, K/16]`` viewed as uint8, both row-major. Each program
+computes one ``BLOCK_M x BLOCK_N`` tile of y: per K step it dequantizes a ``BLOCK_N x BLOCK_K``
+weight tile to x's dtype (exact: ``e2m1 * e4m3`` has at most 4 significant bits) and feeds
+it to ``tl.dot`` with an fp32 accumulator. The global scale is applied once, in the epilogue.
+"""
+
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _e2m1_to_f16(code):
+    """E2M1 code (uint8, low 4 bits) -> exact fp16 value.
+
+    The sign goes to bit 15 and the 3 magnitude bits to bits 11..9 (2 exponent bits, then
+    the mantissa's top bit). Read as fp16 that is the E2M1 value times 2**-14 (its exponent
+    bias is 15 instead of 1); subnormal code 1 lands on an fp16 subnormal and stays exact.
+    """
+    c = code.to(tl.uint16)
+    bits = ((c & 0x8) << 12) | ((c & 0x7) << 9)
+    return bits.to(tl.float16, bitcast=True) * 16384.0
+
+
+@triton.jit
+def _e4m3_to_f16(raw):
+    """E4M3 bits (uint8) -> exact fp16 value.
+
+    Sign to bit 15, exponent and mantissa shifted up by 7: as fp16 that is the E4M3 value
+    times 2**-8 (bias 15 instead of 7), subnormals included. E4M3's NaN (0x7F) has no fp16
+    counterpart here; the format code rejects it before it reaches a kernel.
+    """
+    r = raw.to(tl.uint16)
+    bits = ((r & 0x80) << 8) | ((r & 0x7F) << 7)
+    return bits.to(tl.float16, bitcast=True) * 256.0
+
+
+@triton.jit
+def w4a16_gemm_kernel(
+    x_ptr, packed_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
+    M, N, K,
+    stride_xm, stride_xk, stride_ym, stride_yn,
+    HAS_BIAS: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr,
+):
+    """One output tile per program; programs ordered in GROUP_M-row bands for L2 reuse of W.
+
+    DOT_F32 upcasts both dot operands to fp32: Triton's interpreter multiplies bf16 operands
+    wrongly, so launchers set it there and nowhere else.
+    """
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    band = GROUP_M * num_n
+    first_m = (pid // band) * GROUP_M
+    rows_in_band = min(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % band) % rows_in_band
+    pid_n = (pid % band) // rows_in_band
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    offs_kh = tl.arange(0, BLOCK_K // 2)
+    offs_ks = tl.arange(0, BLOCK_K // 16)
+    offs_k = tl.arange(0, BLOCK_K)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    half_k = K // 2
+    scale_k = K // 16
+
+    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    w_rows = packed_ptr + offs_n.to(tl.int64)[:, None] * half_k
+    s_rows = scale_ptr + offs_n.to(tl.int64)[:, None] * scale_k
+
+    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    for k0 in range(0, K, BLOCK_K):
+        kx = k0 + offs_k
+        x = tl.load(x_rows + kx[None, :] * stride_xk, mask=mask_m[:, None] & (kx[None, :] < K), other=0.0)
+
+        kh = k0 // 2 + offs_kh
+        packed = tl.load(w_rows + kh[None, :], mask=mask_n[:, None] & (kh[None, :] < half_k), other=0)
+        ks = k0 // 16 + offs_ks
+        raw_scale = tl.load(s_rows + ks[None, :], mask=mask_n[:, None] & (ks[None, :] < scale_k), other=0)
+
+        codes = tl.interleave(packed & 0xF, packed >> 4)  # [BLOCK_N, BLOCK_K], ModelOpt nibble order
+        w = tl.reshape(_e2m1_to_f16(codes), (BLOCK_N, BLOCK_K // 16, 16))
+        w = w * _e4m3_to_f16(raw_scale)[:, :, None]
+        w = tl.reshape(w, (BLOCK_N, BLOCK_K))
+
+        if DOT_F32:
+            acc = tl.dot(x.to(tl.float32), tl.trans(w.to(tl.float32)), acc)
+        else:
+            acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc)
+
+    acc = acc * tl.load(global_scale_ptr)
+    if HAS_BIAS:
+        acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+    tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])

@@ -1,0 +1,40 @@
+"""Tile configurations for the W4A16 GEMM and the deterministic default for a shape.
+
+The default is a plain function of (M, N, K) so that tests and benchmarks can reproduce it
+and override it; autotuning, when it picks something else, chooses among ``TileConfig``s too.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class TileConfig:
+    """Launch parameters: tile sizes (elements), L2 band height (tiles), warps, pipeline stages."""
+
+    block_m: int
+    block_n: int
+    block_k: int
+    group_m: int = 8
+    num_warps: int = 4
+    num_stages: int = 3
+
+    def __post_init__(self) -> None:
+        for name in ("block_m", "block_n", "block_k"):
+            value = getattr(self, name)
+            if value < 16 or value & (value - 1):
+                raise ValueError(f"TileConfig: {name} must be a power of two >= 16, got {value}")
+        if self.group_m < 1 or self.num_warps < 1 or self.num_stages < 1:
+            raise ValueError(f"TileConfig: group_m, num_warps and num_stages must be >= 1, got {self}")
+
+
+def default_config(m: int, n: int, k: int) -> TileConfig:
+    """A sound config for any shape: the M tile follows M (16 to 128), wider tiles for big problems."""
+    block_m = 16
+    while block_m < 128 and block_m < m:
+        block_m *= 2
+    block_n = 128 if n >= 128 and m >= 64 else 64
+    block_k = 128 if k >= 128 else 64
+    num_warps = 8 if block_m * block_n >= 128 * 128 else 4
+    return TileConfig(block_m, block_n, block_k, group_m=8, num_warps=num_warps, num_stages=3)
