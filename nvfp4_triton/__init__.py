@@ -4,24 +4,36 @@ Public API:
     quantize, dequantize, NVFP4Weight   the format and its container
     nvfp4_linear                        the W4A16 op (a torch custom op)
     NVFP4Linear                         the nn.Module
+    TileConfig, default_config          kernel launch parameters
+
+Names are imported on first use, so that a program (or ``python -m nvfp4_triton.demo``) can
+still choose Triton's CPU interpreter (``TRITON_INTERPRET=1``) after importing the package
+and before the kernels are built.
 """
 
-from .format import BLOCK_SIZE
-from .module import NVFP4Linear
-from .ops import nvfp4_linear
-from .tiling import TileConfig, default_config
-from .weight import NVFP4Weight, dequantize, quantize
+import importlib
 
 __version__ = "0.1.0"
 
-__all__ = [
-    "BLOCK_SIZE",
-    "NVFP4Linear",
-    "NVFP4Weight",
-    "TileConfig",
-    "default_config",
-    "dequantize",
-    "nvfp4_linear",
-    "quantize",
-    "__version__",
-]
+_EXPORTS = {
+    "BLOCK_SIZE": "format",
+    "NVFP4Weight": "weight",
+    "quantize": "weight",
+    "dequantize": "weight",
+    "nvfp4_linear": "ops",
+    "NVFP4Linear": "module",
+    "TileConfig": "tiling",
+    "default_config": "tiling",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str):
+    if name in _EXPORTS:
+        return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(__all__)

@@ -21,15 +21,22 @@ def w4a16_gemm(
     global_scale: torch.Tensor,
     bias: torch.Tensor | None,
     config: TileConfig | None = None,
+    out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``(x @ dequant(W)^T) * global_scale + bias`` for ``x[M, K]`` and linear-layout NVFP4 tensors.
 
-    Returns a new contiguous ``[M, N]`` tensor in x's dtype. Issues one launch and no host
-    synchronization, so it can be captured in a CUDA graph.
+    Writes ``out`` (``[M, N]`` in x's dtype, any strides) or a new contiguous tensor and returns
+    it. Issues one launch and no host synchronization, so it can be captured in a CUDA graph.
     """
     m, k = x.shape
     n = packed.shape[0]
-    y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if out is None:
+        y = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    elif tuple(out.shape) != (m, n) or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(f"w4a16_gemm: out must be {x.dtype} [{m}, {n}] on {x.device}, got "
+                         f"{out.dtype} {tuple(out.shape)} on {out.device}")
+    else:
+        y = out
     if m == 0:
         return y
     cfg = config or default_config(m, n, k)

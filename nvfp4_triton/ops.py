@@ -21,17 +21,19 @@ BIAS_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 def _w4a16_linear(
     x: torch.Tensor,
     packed: torch.Tensor,
-    block_scale: torch.Tensor,
+    block_scale_bits: torch.Tensor,
     global_scale: torch.Tensor,
     bias: torch.Tensor | None,
 ) -> torch.Tensor:
+    # The E4M3 block scales travel as their uint8 bit patterns: the kernel decodes them itself,
+    # and torch's op checks cannot handle float8 arguments on every device.
     k = x.shape[-1]
-    y = w4a16_gemm(x.reshape(-1, k), packed, block_scale, global_scale, bias)
+    y = w4a16_gemm(x.reshape(-1, k), packed, block_scale_bits, global_scale, bias)
     return y.reshape(*x.shape[:-1], packed.shape[0])
 
 
 @_w4a16_linear.register_fake
-def _(x, packed, block_scale, global_scale, bias):
+def _(x, packed, block_scale_bits, global_scale, bias):
     return x.new_empty((*x.shape[:-1], packed.shape[0]))
 
 
@@ -56,7 +58,7 @@ def nvfp4_linear(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None
             "Convert once at load time with weight.with_scale_layout('linear')."
         )
     check_linear_args(x, weight.packed, weight.block_scale, weight.global_scale, bias, weight.in_features)
-    return _w4a16_linear(x, weight.packed, weight.block_scale, weight.global_scale, bias)
+    return _w4a16_linear(x, weight.packed, weight.block_scale.view(torch.uint8), weight.global_scale, bias)
 
 
 def check_linear_args(

@@ -1,0 +1,36 @@
+"""Test set-up: Triton's interpreter on machines without CUDA, the `gpu` marker, hypothesis profiles."""
+
+import os
+
+import pytest
+import torch
+from hypothesis import HealthCheck, settings
+
+# Must happen before nvfp4_triton's kernels are imported: with no CUDA device, the same
+# @triton.jit kernels run on CPU tensors through Triton's interpreter.
+HAS_CUDA = torch.cuda.is_available()
+if not HAS_CUDA:
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+settings.register_profile(
+    "default",
+    deadline=None,  # the interpreter and first-call compilation make timings meaningless
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    print_blob=True,
+)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+def pytest_collection_modifyitems(config, items):
+    if HAS_CUDA:
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def device() -> torch.device:
+    """Where kernel tests run: the GPU when there is one, else the CPU through the interpreter."""
+    return torch.device("cuda" if HAS_CUDA else "cpu")

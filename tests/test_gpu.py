@@ -1,0 +1,90 @@
+"""GPU-only checks: FLUX-sized GEMMs, torch.compile with inductor, CUDA-graph capture and replay."""
+
+import pytest
+import torch
+from hypothesis import given, settings, strategies as st
+
+from nvfp4_triton import NVFP4Linear, nvfp4_linear, quantize
+
+from .checks import assert_matches_reference
+
+pytestmark = pytest.mark.gpu
+
+# (N, K) of every NVFP4 linear in FLUX.1-dev (ModelOpt recipe), see ../shared/docs/flux-shapes.md.
+FLUX_NK = [(3072, 3072), (12288, 3072), (3072, 12288), (3072, 15360), (18432, 3072), (9216, 3072)]
+FLUX_M = [1, 2, 16, 512, 4096, 4608]
+
+
+def _weight(n, k, seed=0):
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    return quantize(torch.randn(n, k, device="cuda", generator=g, dtype=torch.bfloat16))
+
+
+@pytest.mark.parametrize("n, k", FLUX_NK)
+@pytest.mark.parametrize("m", FLUX_M)
+def test_flux_shapes_match_reference(m, n, k):
+    q = _weight(n, k, seed=m)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    assert_matches_reference(nvfp4_linear(x, q, bias), x, q, bias)
+
+
+@settings(max_examples=12)
+@given(
+    m=st.integers(1, 5000),
+    nk=st.sampled_from(FLUX_NK),
+    dtype=st.sampled_from([torch.bfloat16, torch.float16]),
+    has_bias=st.booleans(),
+    batch=st.sampled_from([None, 2]),
+)
+def test_flux_sized_properties(m, nk, dtype, has_bias, batch):
+    n, k = nk
+    q = _weight(n, k, seed=m)
+    shape = (m, k) if batch is None else (batch, -(-m // batch), k)
+    x = torch.randn(shape, device="cuda", dtype=dtype)
+    bias = torch.randn(n, device="cuda", dtype=dtype) if has_bias else None
+    assert_matches_reference(nvfp4_linear(x, q, bias), x, q, bias)
+
+
+def test_inductor_compiles_a_model_without_graph_breaks():
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(
+        NVFP4Linear.from_linear(torch.nn.Linear(256, 512, dtype=torch.bfloat16, device="cuda")),
+        torch.nn.GELU(approximate="tanh"),
+        NVFP4Linear.from_linear(torch.nn.Linear(512, 256, dtype=torch.bfloat16, device="cuda")),
+    )
+    x = torch.randn(4, 77, 256, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        eager = model(x)
+        compiled = torch.compile(model, fullgraph=True)(x)
+    torch.testing.assert_close(compiled, eager, rtol=1e-2, atol=1e-2)
+
+
+def test_cuda_graph_capture_and_replay():
+    layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 3072, dtype=torch.bfloat16, device="cuda"))
+    static_x = torch.randn(512, 3072, device="cuda", dtype=torch.bfloat16)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():
+        layer(static_x)  # compile the kernel outside capture
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        static_y = layer(static_x)
+    for _ in range(3):
+        static_x.copy_(torch.randn_like(static_x))
+        graph.replay()
+        torch.cuda.synchronize()
+        with torch.no_grad():
+            assert torch.equal(static_y, layer(static_x))
+        assert_matches_reference(static_y, static_x, layer.nvfp4_weight, layer.bias)
+
+
+def test_reduce_overhead_compile_replays_graphs():
+    torch._dynamo.reset()
+    layer = NVFP4Linear.from_linear(torch.nn.Linear(512, 1024, dtype=torch.bfloat16, device="cuda"))
+    fn = torch.compile(layer, mode="reduce-overhead", fullgraph=True)
+    with torch.no_grad():
+        for _ in range(4):
+            x = torch.randn(8, 512, device="cuda", dtype=torch.bfloat16)
+            assert torch.equal(fn(x).clone(), layer(x))

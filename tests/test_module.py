@@ -1,0 +1,124 @@
+"""`NVFP4Linear`: construction, forward, ModelOpt-named state dict, dtype/device moves."""
+
+import pytest
+import torch
+from torch import nn
+
+from nvfp4_triton import NVFP4Linear, quantize
+
+from .checks import assert_matches_reference
+
+
+def _same_bits(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.dtype == b.dtype and torch.equal(a.reshape(-1).view(torch.uint8), b.reshape(-1).view(torch.uint8))
+
+
+@pytest.fixture
+def linear():
+    torch.manual_seed(0)
+    return nn.Linear(96, 40).to(torch.bfloat16)
+
+
+def test_from_linear_quantizes_weight_and_keeps_bias(linear, device):
+    layer = NVFP4Linear.from_linear(linear).to(device)
+    expected = quantize(linear.weight.detach())
+    assert torch.equal(layer.weight.cpu(), expected.packed)
+    assert _same_bits(layer.weight_scale.cpu(), expected.block_scale)
+    assert torch.equal(layer.bias.cpu(), linear.bias.detach())
+    x = torch.randn(2, 5, 96, dtype=torch.bfloat16, device=device)
+    assert_matches_reference(layer(x), x, layer.nvfp4_weight, layer.bias)
+
+
+def test_output_is_close_to_the_bf16_layer(linear, device):
+    layer = NVFP4Linear.from_linear(linear).to(device)
+    x = torch.randn(64, 96, dtype=torch.bfloat16)
+    with torch.no_grad():
+        want = linear(x).double()
+    got = layer(x.to(device)).cpu().double()
+    # 4-bit weights: ModelOpt's recipe gives roughly 10% relative error on Gaussian weights.
+    assert float((got - want).norm() / want.norm()) < 0.2
+
+
+def test_state_dict_uses_modelopt_names_and_dtypes(linear):
+    sd = NVFP4Linear.from_linear(linear).state_dict()
+    assert {k: (v.dtype, tuple(v.shape)) for k, v in sd.items()} == {
+        "weight": (torch.uint8, (40, 48)),
+        "weight_scale": (torch.float8_e4m3fn, (40, 6)),
+        "weight_scale_2": (torch.float32, ()),
+        "bias": (torch.bfloat16, (40,)),
+    }
+
+
+def test_load_state_dict_round_trips_and_adopts_input_scale(linear, device):
+    src = NVFP4Linear.from_linear(linear)
+    sd = src.state_dict() | {"input_scale": torch.tensor(0.25)}
+    dst = NVFP4Linear(96, 40)
+    dst.load_state_dict(sd)
+    assert dst.input_scale.item() == 0.25
+    assert "input_scale" in dst.state_dict()
+    for name in ("weight", "weight_scale", "weight_scale_2", "bias"):
+        assert _same_bits(getattr(dst, name), getattr(src, name)), name
+    dst.load_state_dict(src.state_dict())
+    assert dst.input_scale is None
+    x = torch.randn(3, 96, dtype=torch.bfloat16, device=device)
+    assert torch.equal(dst.to(device)(x), src.to(device)(x))
+
+
+@pytest.mark.parametrize("name, bad", [("weight", torch.zeros(40, 48)), ("weight_scale", torch.ones(40, 6))])
+def test_load_state_dict_refuses_wrong_dtypes(linear, name, bad):
+    sd = NVFP4Linear.from_linear(linear).state_dict() | {name: bad}
+    with pytest.raises(RuntimeError, match=f"{name}: expected dtype"):
+        NVFP4Linear(96, 40).load_state_dict(sd)
+
+
+def test_load_state_dict_refuses_wrong_shapes(linear):
+    sd = NVFP4Linear.from_linear(linear).state_dict()
+    with pytest.raises(RuntimeError, match="size mismatch for weight"):
+        NVFP4Linear(128, 40).load_state_dict(sd)
+
+
+def test_module_dtype_casts_leave_quantized_buffers_alone(linear):
+    layer = NVFP4Linear.from_linear(linear)
+    layer.input_scale = torch.tensor(0.5)
+    before = {n: getattr(layer, n).clone() for n in ("weight", "weight_scale", "weight_scale_2", "input_scale")}
+    layer.to(torch.float16)
+    layer.half()
+    assert layer.bias.dtype == torch.float16
+    for name, t in before.items():
+        assert _same_bits(getattr(layer, name), t), name
+    layer.to("meta")
+    assert layer.weight.device.type == "meta" and layer.weight_scale.dtype == torch.float8_e4m3fn
+
+
+def test_extra_repr_shows_features_and_bytes(linear):
+    text = repr(NVFP4Linear.from_linear(linear))
+    assert "in_features=96, out_features=40" in text
+    assert "weight_bytes=2164" in text  # 40*48 codes + 40*6 scales + 4
+
+
+def test_from_weight_converts_swizzled_scales_once(linear):
+    q = quantize(linear.weight.detach(), scale_layout="swizzled")
+    layer = NVFP4Linear.from_weight(q, linear.bias.detach())
+    assert tuple(layer.weight_scale.shape) == (40, 6)
+    assert torch.equal(layer.nvfp4_weight.dequantize(), q.dequantize())
+
+
+@pytest.mark.parametrize(
+    "args, match",
+    [((20, 8), "multiple of 16"), ((0, 8), "multiple of 16"), ((32, 0), "out_features must be >= 1")],
+)
+def test_constructor_rejects_bad_sizes(args, match):
+    with pytest.raises(ValueError, match=match):
+        NVFP4Linear(*args)
+
+
+def test_from_linear_rejects_other_modules():
+    with pytest.raises(TypeError, match="expected an nn.Linear"):
+        NVFP4Linear.from_linear(nn.Conv1d(16, 16, 1))
+
+
+def test_no_bias_layer(device):
+    layer = NVFP4Linear.from_linear(nn.Linear(32, 16, bias=False)).to(device)
+    assert layer.bias is None and "bias" not in layer.state_dict()
+    x = torch.randn(4, 32, dtype=torch.float16, device=device)
+    assert_matches_reference(layer(x), x, layer.nvfp4_weight)

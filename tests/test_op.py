@@ -1,0 +1,95 @@
+"""`nvfp4_linear` argument checking and its torch custom-op registration."""
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+
+from nvfp4_triton import nvfp4_linear, quantize
+from nvfp4_triton.ops import _w4a16_linear, check_linear_args
+
+from .checks import assert_matches_reference
+
+
+@pytest.fixture
+def problem(device):
+    torch.manual_seed(0)
+    q = quantize(torch.randn(48, 64)).to(device)
+    x = torch.randn(3, 64, dtype=torch.bfloat16, device=device)
+    bias = torch.randn(48, dtype=torch.bfloat16, device=device)
+    return x, q, bias
+
+
+@pytest.mark.parametrize(
+    "make, error, match",
+    [
+        (lambda x, q, b: (x.float(), q, b), TypeError, "x must be bfloat16 or float16, got torch.float32"),
+        (lambda x, q, b: (x[:, :32], q, b), ValueError, r"x must have shape \[\.\.\., 64\]"),
+        (lambda x, q, b: (x[0, 0], q, b), ValueError, r"x must have shape \[\.\.\., 64\]"),
+        (lambda x, q, b: ([[1.0]], q, b), TypeError, "x must be a torch.Tensor"),
+        (lambda x, q, b: (x, q.packed, b), TypeError, "weight must be an NVFP4Weight"),
+        (lambda x, q, b: (x, q.with_scale_layout("swizzled"), b), ValueError, "scale_layout='swizzled'"),
+        (lambda x, q, b: (x, q, b[:40]), ValueError, r"bias must have shape \(48,\)"),
+        (lambda x, q, b: (x, q, b.to(torch.int32)), TypeError, "bias must be bfloat16, float16 or float32"),
+        (lambda x, q, b: (x, q, b.reshape(1, 48)), ValueError, r"bias must have shape \(48,\)"),
+        (lambda x, q, b: (x, q, torch.stack([b, b], 1)[:, 0]), ValueError, "bias must be contiguous"),
+        (lambda x, q, b: (x, q, 1.0), TypeError, "bias must be a torch.Tensor or None"),
+        (lambda x, q, b: (x.to("meta"), q, None), ValueError, "x on meta"),
+    ],
+)
+def test_bad_arguments_raise_naming_the_argument(problem, make, error, match):
+    x, q, bias = make(*problem)
+    with pytest.raises(error, match=match):
+        nvfp4_linear(x, q, bias)
+
+
+def test_check_linear_args_names_each_raw_tensor(problem):
+    x, q, bias = problem
+    good = dict(x=x, packed=q.packed, block_scale=q.block_scale, global_scale=q.global_scale, bias=bias,
+                in_features=64)
+    check_linear_args(**good)
+    cases = [
+        (dict(packed=q.packed.to(torch.int8)), "packed weight must be uint8"),
+        (dict(block_scale=q.block_scale.float()), "block scales must be float8_e4m3fn"),
+        (dict(global_scale=q.global_scale.double()), "global scale must be a float32 scalar"),
+        (dict(packed=q.packed.t().contiguous().t()), "packed weight must be contiguous"),
+    ]
+    for change, match in cases:
+        with pytest.raises(ValueError, match=match):
+            check_linear_args(**(good | change))
+
+
+def test_custom_op_passes_torch_opcheck(problem):
+    x, q, bias = problem
+    for b in (bias, None):
+        torch.library.opcheck(_w4a16_linear, (x, q.packed, q.block_scale.view(torch.uint8), q.global_scale, b),
+                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+
+
+def test_traces_into_one_graph_without_breaks(problem):
+    # aot_eager traces through the fake implementation exactly as inductor does, and needs no C++ compiler.
+    x, q, bias = problem
+    torch._dynamo.reset()
+    compiled = torch.compile(lambda t: nvfp4_linear(t, q, bias), backend="aot_eager", fullgraph=True)
+    assert_matches_reference(compiled(x), x, q, bias)
+    explanation = torch._dynamo.explain(lambda t: nvfp4_linear(t, q, bias))(x)
+    assert explanation.graph_break_count == 0
+
+
+def test_cpu_tensors_without_interpreter_give_a_clear_error(tmp_path):
+    script = textwrap.dedent("""
+        import os, torch
+        os.environ.pop("TRITON_INTERPRET", None)
+        import nvfp4_triton as nt
+        q = nt.quantize(torch.randn(16, 32))
+        try:
+            nt.nvfp4_linear(torch.randn(2, 32, dtype=torch.bfloat16), q)
+        except RuntimeError as e:
+            print("ERROR:", e)
+    """)
+    env = {k: v for k, v in __import__("os").environ.items() if k != "TRITON_INTERPRET"}
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=300)
+    assert "ERROR: nvfp4_linear: x is on the CPU" in out.stdout, out.stdout + out.stderr
+    assert "TRITON_INTERPRET=1" in out.stdout
