@@ -9,9 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 
+MIN_BLOCK_K = 32
+"""Smallest K tile. With BLOCK_K = 16 (one scale per row of the tile) Triton 3.6 produced wrong
+results on an H200 for every warp and stage count tried, while the interpreter was right."""
+
+
 @dataclass(frozen=True)
 class TileConfig:
-    """Launch parameters: tile sizes (elements), L2 band height (tiles), warps, pipeline stages."""
+    """Launch parameters: tile sizes (elements), L2 band height (tiles), warps, pipeline stages.
+
+    Tiles are powers of two; ``block_m``/``block_n`` >= 16 (the smallest ``tl.dot``) and
+    ``block_k`` >= 32 (see ``MIN_BLOCK_K``). K need not be a multiple of ``block_k``.
+    """
 
     block_m: int
     block_n: int
@@ -21,10 +30,10 @@ class TileConfig:
     num_stages: int = 3
 
     def __post_init__(self) -> None:
-        for name in ("block_m", "block_n", "block_k"):
+        for name, least in (("block_m", 16), ("block_n", 16), ("block_k", MIN_BLOCK_K)):
             value = getattr(self, name)
-            if value < 16 or value & (value - 1):
-                raise ValueError(f"TileConfig: {name} must be a power of two >= 16, got {value}")
+            if value < least or value & (value - 1):
+                raise ValueError(f"TileConfig: {name} must be a power of two >= {least}, got {value}")
         if self.group_m < 1 or self.num_warps < 1 or self.num_stages < 1:
             raise ValueError(f"TileConfig: group_m, num_warps and num_stages must be >= 1, got {self}")
 

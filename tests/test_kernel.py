@@ -3,6 +3,7 @@
 Runs on the GPU when there is one, otherwise on CPU tensors through Triton's interpreter.
 """
 
+import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
@@ -14,7 +15,7 @@ from .checks import assert_matches_reference
 DTYPES = st.sampled_from([torch.bfloat16, torch.float16])
 CONFIGS = st.sampled_from([
     None,  # the default for the shape
-    TileConfig(16, 16, 16, group_m=1, num_warps=1, num_stages=1),
+    TileConfig(16, 16, 32, group_m=1, num_warps=1, num_stages=1),
     TileConfig(32, 64, 128, group_m=3, num_warps=4, num_stages=2),
     TileConfig(64, 32, 32, group_m=2, num_warps=2, num_stages=2),
 ])
@@ -64,6 +65,16 @@ def test_nvfp4_linear_keeps_leading_dims(device, seed, lead, n, k_blocks, dtype,
     y = nvfp4_linear(x, q, bias)
     assert tuple(y.shape) == (*lead, n)
     assert_matches_reference(y, x, q, bias)
+
+
+@pytest.mark.parametrize(
+    "fields, match",
+    [((16, 16, 16), "block_k must be a power of two >= 32"), ((8, 16, 32), "block_m must be"),
+     ((16, 48, 32), "block_n must be"), ((16, 16, 32, 0), "group_m, num_warps and num_stages")],
+)
+def test_tile_config_rejects_unsupported_tiles(fields, match):
+    with pytest.raises(ValueError, match=match):
+        TileConfig(*fields)
 
 
 def test_fp32_bias_is_accepted(device):
