@@ -33,6 +33,6 @@ def assert_matches_reference(y: torch.Tensor, x: torch.Tensor, weight: NVFP4Weig
         f"element {worst} off by {float((y64 - ref).abs().reshape(-1)[worst]):.3g} "
         f"(ref {float(ref.reshape(-1)[worst]):.4g}, bound {float(bound.reshape(-1)[worst]):.3g})"
     )
-    if ref.norm() > 0:
+    if ref.numel() >= 256 and ref.norm() > 0:  # a norm-wise figure means little over a few elements
         rel = float((y64 - ref).norm() / ref.norm())
         assert rel <= NORM_RTOL[x.dtype], f"relative L2 error {rel:.3g} > {NORM_RTOL[x.dtype]}"
