@@ -1,0 +1,1 @@
+"""Bundled transformer configs (FLUX.1-dev, FLUX.1-schnell)."""
