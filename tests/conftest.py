@@ -26,8 +26,21 @@ def pytest_collection_modifyitems(config, items):
         return
     skip = pytest.mark.skip(reason="needs a CUDA GPU")
     for item in items:
-        if "gpu" in item.keywords:
+        if item.get_closest_marker("gpu") is not None:
             item.add_marker(skip)
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    """Every test gets its own kernel cache folder (also seen by the subprocesses it starts).
+
+    Autotuning is off unless a test turns it on: kernel tests meet hundreds of shapes, and
+    benchmarking each would take minutes on a GPU.
+    """
+    root = tmp_path_factory.mktemp("nvfp4_cache")
+    monkeypatch.setenv("NVFP4_TRITON_CACHE_DIR", str(root))
+    monkeypatch.setenv("NVFP4_TRITON_AUTOTUNE", "0")
+    return root
 
 
 @pytest.fixture(scope="session")

@@ -1,5 +1,10 @@
 """GPU-only checks: FLUX-sized GEMMs, torch.compile with inductor, CUDA-graph capture and replay."""
 
+import json
+import subprocess
+import sys
+import textwrap
+
 import pytest
 import torch
 from hypothesis import given, settings, strategies as st
@@ -7,6 +12,7 @@ from hypothesis import given, settings, strategies as st
 from nvfp4_triton import NVFP4Linear, nvfp4_linear, quantize
 
 from .checks import assert_matches_reference
+from .subproc import python_env
 
 pytestmark = pytest.mark.gpu
 
@@ -88,3 +94,54 @@ def test_reduce_overhead_compile_replays_graphs():
         for _ in range(4):
             x = torch.randn(8, 512, device="cuda", dtype=torch.bfloat16)
             assert torch.equal(fn(x).clone(), layer(x))
+
+
+def _run(code: str, cache_root) -> dict:
+
+    env = python_env(NVFP4_TRITON_CACHE_DIR=str(cache_root), NVFP4_TRITON_AUTOTUNE="1")
+    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+                         timeout=540)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+FIRST_OUTPUTS = """
+    import json, torch
+    from nvfp4_triton import nvfp4_linear, quantize
+    from nvfp4_triton.gemm import tuner
+    from nvfp4_triton.prewarm import count_compilations
+    errors = []
+    with count_compilations() as compiled:
+        for m, n, k in SHAPES:
+            q = quantize(torch.randn(n, k, device="cuda"))
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            b = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+            y = nvfp4_linear(x, q, b).double()
+            ref = x.double() @ q.dequantize(torch.float64).T + b.double()
+            errors.append(float((y - ref).norm() / ref.norm()))
+    print(json.dumps({"tuned": tuner.stats.tuned, "loaded": tuner.stats.loaded, "compiled": compiled[0],
+                      "max_error": max(errors)}))
+"""
+
+
+def test_first_use_tunes_and_a_fresh_process_reuses_everything(private_cache):
+    code = "SHAPES = [(512, 3072, 3072), (1, 9216, 3072)]\n" + FIRST_OUTPUTS
+    first = _run(code, private_cache)
+    assert first["tuned"] == 2 and first["compiled"] >= 2 and first["max_error"] < 4e-3
+    second = _run(code, private_cache)
+    assert second == {"tuned": 0, "loaded": 2, "compiled": 0, "max_error": second["max_error"]}
+    assert second["max_error"] < 4e-3
+
+
+def test_prewarm_leaves_nothing_to_tune_or_compile(private_cache):
+    env = python_env(NVFP4_TRITON_CACHE_DIR=str(private_cache), NVFP4_TRITON_AUTOTUNE="1")
+    cmd = [sys.executable, "-m", "nvfp4_triton.prewarm", "--recipe", "mixed", "--resolution", "512x512",
+           "--require-gpu"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
+    assert first.returncode == 0, first.stderr[-3000:]
+    assert "4 GEMM shapes x 1 dtype(s): 4 tuned" in first.stdout, first.stdout
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
+    assert "0 tuned, 4 read from cache, 0 kernels compiled" in again.stdout, again.stdout
+    shapes = [(1536, 3072, 3072), (1536, 3072, 15360), (1024, 3072, 3072), (512, 3072, 3072)]
+    fresh = _run(f"SHAPES = {shapes}\n" + FIRST_OUTPUTS, private_cache)
+    assert fresh["tuned"] == 0 and fresh["compiled"] == 0 and fresh["max_error"] < 4e-3

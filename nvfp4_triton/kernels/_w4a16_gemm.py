@@ -37,7 +37,7 @@ def _e4m3_to_f16(raw):
     return bits.to(tl.float16, bitcast=True) * 256.0
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M"])
 def w4a16_gemm_kernel(
     x_ptr, packed_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
     M, N, K,
@@ -50,7 +50,8 @@ def w4a16_gemm_kernel(
     """One output tile per program; programs ordered in GROUP_M-row bands for L2 reuse of W.
 
     DOT_F32 upcasts both dot operands to fp32: Triton's interpreter multiplies bf16 operands
-    wrongly, so launchers set it there and nowhere else.
+    wrongly, so launchers set it there and nowhere else. M is not specialized, so one binary
+    serves every batch size of a tuned key.
     """
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)

@@ -1,0 +1,173 @@
+"""Choose a tile config per GEMM key by measurement on first use, and remember it on disk.
+
+A key is (kernel, N, K, M bucket, activation dtype, bias or not, device). The first call with
+a new key benchmarks a pruned candidate list (pruned by shape and by the device's shared
+memory) and keeps the fastest; the result goes to the on-disk cache (``nvfp4_triton.cache``),
+so later processes only read it. Later calls in the same process do one dictionary lookup: no
+host synchronization and no allocation, so they can be captured in CUDA graphs.
+
+M bucket: M rounded to the nearest power of two on a log scale, ``2 ** round(log2(M))``.
+4096 and 4100 share bucket 4096; 16 and 4096 do not; 3072 and 4608 tune as 4096.
+
+``NVFP4_TRITON_AUTOTUNE=0`` never benchmarks: every key gets ``tiling.default_config``, a
+deterministic function of the shape. The same happens under Triton's interpreter, on the CPU,
+and (without remembering it) while a CUDA graph is being captured.
+"""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import torch
+import triton
+
+from .cache import compiled
+from .cache.keys import environment
+from .cache.store import TuningStore, cache_root, warn_once
+from .tiling import TileConfig, default_config
+
+AUTOTUNE_ENV = "NVFP4_TRITON_AUTOTUNE"
+BENCH_WARMUP_MS = 5
+BENCH_REP_MS = 25
+_LAUNCH_ERRORS = (triton.runtime.errors.OutOfResources, triton.compiler.errors.CompilationError, RuntimeError)
+
+
+def m_bucket(m: int) -> int:
+    """The M that a problem with ``m`` rows is tuned as (see the module docstring)."""
+    return 1 << max(0, round(math.log2(m)))
+
+
+def autotune_enabled() -> bool:
+    return os.environ.get(AUTOTUNE_ENV, "1").strip().lower() not in ("0", "false", "off", "no")
+
+
+def shared_memory_estimate(cfg: TileConfig) -> int:
+    """Bytes of shared memory the W4A16 kernel needs: pipelined x/codes/scales plus one dequantized tile."""
+    per_stage = cfg.block_m * cfg.block_k * 2 + cfg.block_n * cfg.block_k // 2 + cfg.block_n * cfg.block_k // 16
+    return cfg.num_stages * per_stage + cfg.block_n * cfg.block_k * 2
+
+
+_SMALL_M = [(32, 128, 4, 4), (64, 64, 4, 4), (64, 128, 4, 3), (64, 256, 4, 3), (128, 64, 4, 4), (128, 128, 4, 3)]
+_MID_M = [(64, 64, 4, 4), (64, 128, 4, 3), (128, 64, 4, 4), (128, 128, 4, 3), (256, 64, 8, 3)]
+_LARGE_M = [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (128, 256, 64, 8, 3), (64, 128, 128, 4, 4),
+            (128, 64, 128, 4, 4), (64, 256, 64, 4, 4), (256, 128, 64, 8, 3), (64, 64, 128, 4, 4)]
+
+
+def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:
+    """Configs worth timing for one key: tiles no larger than the problem needs, fitting in shared memory."""
+    if bucket <= 16:
+        raw = [(16, bn, bk, w, s) for bn, bk, w, s in _SMALL_M]
+    elif bucket <= 64:
+        raw = [(bucket, bn, bk, w, s) for bn, bk, w, s in _MID_M]
+    else:
+        raw = _LARGE_M
+    n_cap, k_cap = max(16, triton.next_power_of_2(n)), max(32, triton.next_power_of_2(k))
+    seen, out = set(), []
+    for bm, bn, bk, w, s in raw:
+        cfg = TileConfig(bm, min(bn, n_cap), min(bk, k_cap), group_m=8, num_warps=w, num_stages=s)
+        if cfg not in seen and shared_memory_estimate(cfg) <= max_shared:
+            seen.add(cfg)
+            out.append(cfg)
+    return out or [default_config(bucket, n, k)]
+
+
+@dataclass
+class TuningStats:
+    """What the tuner did in this process (for tests, benchmarks and prewarm's report)."""
+
+    tuned: int = 0  # keys benchmarked here
+    loaded: int = 0  # keys read from the disk cache
+    heuristic: int = 0  # keys given the default config without measuring
+
+
+class Tuner:
+    """Per-process memo of tuned configs in front of the on-disk store, for one kernel."""
+
+    def __init__(self, kernel: str, store: TuningStore | None = None) -> None:
+        self.kernel = kernel
+        self._store = store
+        self._memo: dict[tuple, TileConfig] = {}
+        self.stats = TuningStats()
+
+    @property
+    def store(self) -> TuningStore:
+        return self._store if self._store is not None else TuningStore(cache_root())
+
+    def lookup(self, key: tuple) -> TileConfig | None:
+        """The remembered config for ``key`` = (device index, dtype, M bucket, N, K, has_bias), if any."""
+        return self._memo.get(key)
+
+    def resolve(self, key: tuple, bench: Callable[[TileConfig], float], heuristic_only: bool) -> TileConfig:
+        """Find the config for a key seen for the first time: disk cache, else measure, else heuristic."""
+        index, dtype, bucket, n, k, has_bias = key
+        if heuristic_only or not autotune_enabled():
+            self.stats.heuristic += 1
+            return self._memo.setdefault(key, default_config(bucket, n, k))
+        if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
+            warn_once("nvfp4_triton: a new GEMM shape met during CUDA graph capture runs with the default config; "
+                      "run it once before capture (or prewarm) to get the tuned one")
+            return default_config(bucket, n, k)
+        env = environment(index)
+        name = f"{self.kernel}-n{n}-k{k}-m{bucket}-{str(dtype).removeprefix('torch.')}-{'bias' if has_bias else 'nobias'}"
+        store = self.store
+        record = store.load(env, name)
+        if record is None:
+            with store.lock(env, name):
+                record = store.load(env, name)  # another process may have tuned it meanwhile
+                if record is None:
+                    record = self._measure(key, name, env, bench)
+                    store.save(env, name, record)
+                    self.stats.tuned += 1
+                else:
+                    self.stats.loaded += 1
+        else:
+            self.stats.loaded += 1
+        return self._memo.setdefault(key, TileConfig(**record["config"]))
+
+    def _measure(self, key: tuple, name: str, env: dict, bench: Callable[[TileConfig], float]) -> dict:
+        index, dtype, bucket, n, k, has_bias = key
+        start = time.perf_counter()
+        timings = []
+        for cfg in candidate_configs(bucket, n, k, device_shared_memory(index)):
+            try:
+                timings.append((bench(cfg), cfg))
+            except _LAUNCH_ERRORS as err:
+                warn_once(f"nvfp4_triton: skipping config {cfg} for {name}: {type(err).__name__}")
+        if not timings:
+            cfg = default_config(bucket, n, k)
+            timings = [(float("nan"), cfg)]
+        best_ms, best = min(timings, key=lambda t: (math.isnan(t[0]), t[0]))
+        return {
+            "schema": env["schema"],
+            "env": env,
+            "name": name,
+            "kernel": self.kernel,
+            "key": {"n": n, "k": k, "m_bucket": bucket, "dtype": str(dtype).removeprefix("torch."), "bias": has_bias},
+            "config": asdict(best),
+            "tuned_ms": best_ms,
+            "candidates": [{"config": asdict(c), "ms": ms} for ms, c in timings],
+            "tuning_seconds": time.perf_counter() - start,
+            "tuned_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        }
+
+
+def device_shared_memory(index: int) -> int:
+    """Bytes of shared memory one program may use on CUDA device ``index`` (opt-in maximum)."""
+    props = torch.cuda.get_device_properties(index)
+    return getattr(props, "shared_memory_per_block_optin", 99 * 1024)
+
+
+def benchmark_ms(fn: Callable[[], object]) -> float:
+    """Median time of ``fn`` in ms (L2 flushed between calls), after one untimed call that compiles it."""
+    fn()
+    return triton.testing.do_bench(fn, warmup=BENCH_WARMUP_MS, rep=BENCH_REP_MS, return_mode="median")
+
+
+def compile_scope():
+    """Context for launches that may compile: binaries go into the nvfp4_triton cache (see cache.compiled)."""
+    return compiled.compile_scope(cache_root())
