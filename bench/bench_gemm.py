@@ -2,6 +2,9 @@
 
     python bench/bench_gemm.py [--shapes flux|small|all] [--json PATH]
 
+Configs are autotuned on first use (into the usual cache); NVFP4_TRITON_AUTOTUNE=0 times the
+default config instead.
+
 Both sides get the same bf16 activation and bias; times are medians of
 ``triton.testing.do_bench``, which clears the L2 cache before every call, so weights are
 read from HBM as in a real forward. Ratios above 1 mean NVFP4 is faster. Each shape is also
@@ -28,7 +31,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flux_shapes import SHAPE_SETS  # noqa: E402
 
-from nvfp4_triton import __version__, default_config, nvfp4_linear, quantize  # noqa: E402
+from nvfp4_triton import __version__, gemm, nvfp4_linear, quantize  # noqa: E402
+from nvfp4_triton.autotune import autotune_enabled  # noqa: E402
 
 
 def environment() -> dict:
@@ -67,7 +71,7 @@ def bench_shape(label: str, m: int, n: int, k: int) -> dict:
 
     t_bf16 = do_bench(lambda: F.linear(x, w_bf16, bias), warmup=25, rep=100, return_mode="median")
     t_ours = do_bench(lambda: nvfp4_linear(x, q, bias), warmup=25, rep=100, return_mode="median")
-    cfg = default_config(m, n, k)
+    cfg = gemm.tuner.lookup((x.device.index, x.dtype, gemm.m_bucket(m), n, k, True))
     flops = 2.0 * m * n * k
     return {
         "label": label, "M": m, "N": n, "K": k,
@@ -75,7 +79,8 @@ def bench_shape(label: str, m: int, n: int, k: int) -> dict:
         "ours_tflops": flops / t_ours * 1e-9, "bf16_tflops": flops / t_bf16 * 1e-9,
         "ours_weight_gbps": q.nbytes / t_ours * 1e-6, "bf16_weight_gbps": n * k * 2 / t_bf16 * 1e-6,
         "rel_err_vs_fp64": rel_err,
-        "strategy": f"fused w4a16 {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}",
+        "strategy": f"fused w4a16 {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"
+                    + ("" if autotune_enabled() else " (default config)"),
     }
 
 

@@ -7,8 +7,10 @@ Runs three fresh processes with private cache folders:
   2. ``python -m nvfp4_triton.prewarm`` into a second empty cache (timed as a whole);
   3. warm: the same first calls against the prewarmed cache, expected to tune and compile nothing.
 For 1 and 3 it reports the time from process start to the first output of every shape, split
-into start-up (imports, CUDA context) and kernel set-up (the first calls), plus the tuner's
-and Triton's counters. Exits non-zero if the warm process tuned or compiled anything.
+into start-up (imports, CUDA context), torch's one-time custom-op machinery (paid by any
+custom op's first call, measured with an empty batch that launches no kernel) and kernel
+set-up (the first calls: tuning, compiling or loading), plus the tuner's and Triton's
+counters. Exits non-zero if the warm process tuned or compiled anything.
 """
 
 from __future__ import annotations
@@ -35,6 +37,11 @@ def child(shapes: list[tuple[int, int, int]], started: float) -> dict:
 
     torch.zeros(1, device="cuda")
     ready = time.time()
+    # torch's first call of any custom op imports its dispatch machinery (dynamo, sympy: seconds
+    # where .pyc files are missing). An empty batch pays that without launching a kernel.
+    w0 = _random_weight(16, 32, "cuda")
+    nvfp4_linear(torch.empty(0, 32, device="cuda", dtype=torch.bfloat16), w0)
+    op_ready = time.time()
     inputs = []
     for m, n, k in shapes:  # build inputs first, so set-up time counts only the kernels
         inputs.append((torch.randn(m, k, device="cuda", dtype=torch.bfloat16), _random_weight(n, k, "cuda"),
@@ -50,7 +57,8 @@ def child(shapes: list[tuple[int, int, int]], started: float) -> dict:
             per_shape.append({"M": m, "N": n, "K": k, "first_call_s": time.time() - t0})
         done = time.time()
     return {
-        "startup_s": ready - started, "kernel_setup_s": done - t_setup, "to_all_first_outputs_s": done - started,
+        "startup_s": ready - started, "torch_op_first_call_s": op_ready - ready, "kernel_setup_s": done - t_setup,
+        "to_all_first_outputs_s": done - started,
         "tuned": tuner.stats.tuned, "loaded": tuner.stats.loaded, "compiled": compiled[0], "per_shape": per_shape,
     }
 
@@ -95,7 +103,8 @@ def main() -> int:
               "warm": warm}
     for name in ("cold", "warm"):
         r = result[name]
-        print(f"{name:5}: start-up {r['startup_s']:.2f} s, kernel set-up {r['kernel_setup_s']:.2f} s, "
+        print(f"{name:5}: start-up {r['startup_s']:.2f} s, torch custom-op first call {r['torch_op_first_call_s']:.2f} s, "
+              f"kernel set-up {r['kernel_setup_s']:.2f} s, "
               f"all {len(shapes)} first outputs after {r['to_all_first_outputs_s']:.2f} s; "
               f"tuned {r['tuned']}, read {r['loaded']}, compiled {r['compiled']}")
     print(f"prewarm (fresh process, empty cache): {prewarm_s:.1f} s -- "

@@ -99,13 +99,13 @@ def test_reduce_overhead_compile_replays_graphs():
 def _run(code: str, cache_root) -> dict:
 
     env = python_env(NVFP4_TRITON_CACHE_DIR=str(cache_root), NVFP4_TRITON_AUTOTUNE="1")
-    out = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, env=env,
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env,
                          timeout=540)
     assert out.returncode == 0, out.stderr[-3000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-FIRST_OUTPUTS = """
+FIRST_OUTPUTS = textwrap.dedent("""
     import json, torch
     from nvfp4_triton import nvfp4_linear, quantize
     from nvfp4_triton.gemm import tuner
@@ -121,7 +121,7 @@ FIRST_OUTPUTS = """
             errors.append(float((y - ref).norm() / ref.norm()))
     print(json.dumps({"tuned": tuner.stats.tuned, "loaded": tuner.stats.loaded, "compiled": compiled[0],
                       "max_error": max(errors)}))
-"""
+""")
 
 
 def test_first_use_tunes_and_a_fresh_process_reuses_everything(private_cache):
