@@ -19,6 +19,7 @@ import json
 import platform
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import torch
@@ -54,6 +55,16 @@ def environment() -> dict:
         "nvfp4_triton": __version__,
         "python": platform.python_version(),
     }
+
+
+def warm_up_gpu(seconds: float = 2.0) -> None:
+    """Keep the tensor cores busy for a while so that clocks have left idle before the first row."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    end = time.perf_counter() + seconds
+    while time.perf_counter() < end:
+        for _ in range(10):
+            a @ a
+        torch.cuda.synchronize()
 
 
 def bench_shape(label: str, m: int, n: int, k: int) -> dict:
@@ -94,6 +105,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env = environment()
     print(" ".join(f"{k}={v}" for k, v in env.items()), flush=True)
+    warm_up_gpu()
     rows = []
     header = f"{'shape':34} {'M':>5} {'N':>6} {'K':>6} {'bf16 ms':>8} {'ours ms':>8} {'ratio':>6} " \
              f"{'TFLOP/s':>8} {'W GB/s':>7} {'rel err':>8}  config"

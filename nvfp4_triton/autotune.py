@@ -115,19 +115,20 @@ class Tuner:
         env = environment(index)
         name = f"{self.kernel}-n{n}-k{k}-m{bucket}-{str(dtype).removeprefix('torch.')}-{'bias' if has_bias else 'nobias'}"
         store = self.store
-        record = store.load(env, name)
-        if record is None:
+        config = _config_of(store.load(env, name), name)
+        if config is None:
             with store.lock(env, name):
-                record = store.load(env, name)  # another process may have tuned it meanwhile
-                if record is None:
+                config = _config_of(store.load(env, name), name)  # another process may have tuned it meanwhile
+                if config is None:
                     record = self._measure(key, name, env, bench)
                     store.save(env, name, record)
+                    config = TileConfig(**record["config"])
                     self.stats.tuned += 1
                 else:
                     self.stats.loaded += 1
         else:
             self.stats.loaded += 1
-        return self._memo.setdefault(key, TileConfig(**record["config"]))
+        return self._memo.setdefault(key, config)
 
     def _measure(self, key: tuple, name: str, env: dict, bench: Callable[[TileConfig], float]) -> dict:
         index, dtype, bucket, n, k, has_bias = key
@@ -160,6 +161,17 @@ def device_shared_memory(index: int) -> int:
     """Bytes of shared memory one program may use on CUDA device ``index`` (opt-in maximum)."""
     props = torch.cuda.get_device_properties(index)
     return getattr(props, "shared_memory_per_block_optin", 99 * 1024)
+
+
+def _config_of(record: dict | None, name: str) -> TileConfig | None:
+    """The entry's config, or None (after one warning) when it is not a valid TileConfig."""
+    if record is None:
+        return None
+    try:
+        return TileConfig(**record["config"])
+    except (TypeError, ValueError) as err:
+        warn_once(f"nvfp4_triton cache: entry {name} holds an invalid config ({err}); tuning again")
+        return None
 
 
 def benchmark_ms(fn: Callable[[], object]) -> float:

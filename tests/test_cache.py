@@ -116,17 +116,20 @@ def test_kernel_source_hash_follows_the_kernel_files(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("content", [b"", b"{not json", b'{"env": {}, "name": "x", "config": {}}',
-                                     b'{"truncated": ', b"\x00\xff" * 10])
+                                     b'{"truncated": ', b"\x00\xff" * 10, "bad config"])
 def test_corrupt_truncated_or_foreign_entries_warn_once_and_retune(gpu_like, private_cache, caplog, content):
     store = TuningStore(private_cache)
     good = Tuner("k", store).resolve(KEY, FakeBench(), heuristic_only=False)
     (entry,) = [p for p, _ in store.entries()]
+    if content == "bad config":  # well-formed JSON of our own environment, impossible tile sizes
+        record = json.loads(entry.read_text()) | {"config": {"block_m": 8, "block_n": 3, "block_k": 16}}
+        content = json.dumps(record).encode()
     entry.write_bytes(content)
     caplog.set_level(logging.WARNING, "nvfp4_triton")
     for _ in range(2):
         bench = FakeBench()
         assert Tuner("k", store).resolve(KEY, bench, heuristic_only=False) == good
-    warnings = [r for r in caplog.records if "corrupt or foreign" in r.getMessage()]
+    warnings = [r for r in caplog.records if "corrupt or foreign" in r.getMessage() or "invalid config" in r.getMessage()]
     assert len(warnings) == 1
     assert json.loads(entry.read_text())["config"]  # re-tuned entry replaced the bad one
 
