@@ -65,14 +65,27 @@ def _bf16_model(folder):
     return diffusers.FluxTransformer2DModel.from_pretrained(folder, torch_dtype=torch.bfloat16).eval()
 
 
+class _ExactLinear(torch.nn.Module):
+    """Plain-torch stand-in for NVFP4Linear: exact dequantized weight, fp32 products, output in x's dtype."""
+
+    def __init__(self, q):
+        super().__init__()
+        self.weight = q.weight.dequantize(torch.float32)
+        self.bias = q.bias
+
+    def forward(self, x):
+        y = torch.nn.functional.linear(x.float(), self.weight.to(x.device))
+        return (y + self.bias.to(x.device).float() if self.bias is not None else y).to(x.dtype)
+
+
 def _reference_forward(folder, ckpt, inputs):
-    """Float32 forward of the BF16 model with every quantized linear's weight set to its exact dequantization."""
-    model = diffusers.FluxTransformer2DModel.from_pretrained(folder, torch_dtype=torch.float32).eval()
+    """The BF16 model with every quantized linear replaced by its exact plain-torch equivalent, on the CPU."""
+    model = _bf16_model(folder)
+    for name, q in ckpt.quantized.items():
+        parent, _, leaf = name.rpartition(".")
+        setattr(model.get_submodule(parent), leaf, _ExactLinear(q))
     with torch.no_grad():
-        for name, q in ckpt.quantized.items():
-            model.get_submodule(name).weight.copy_(q.weight.dequantize(torch.float32))
-        args = {k: v.float().cpu() if v.is_floating_point() else v.cpu() for k, v in inputs.items()}
-        return model(**args, return_dict=False)[0].double()
+        return model(**{k: v.cpu() for k, v in inputs.items()}, return_dict=False)[0]
 
 
 def _rel(a, b):
@@ -88,7 +101,8 @@ def _load_and_check(folder, bf16_folder, device, **kwargs):
     with torch.no_grad():
         out = model(**inputs, return_dict=False)[0]
     ref = _reference_forward(bf16_folder, ckpt, inputs)
-    assert _rel(out, ref) < 3e-2, _rel(out, ref)  # bf16 activations through the network
+    print(f"forward vs plain-torch reference with the dequantized weights: {_rel(out, ref):.2e}")
+    assert _rel(out, ref) < 5e-3, _rel(out, ref)  # the same math up to summation order and bf16 rounding
     return model, ckpt, out
 
 
