@@ -34,6 +34,8 @@ from flux_shapes import SHAPE_SETS  # noqa: E402
 
 from nvfp4_triton import __version__, gemm, nvfp4_linear, quantize  # noqa: E402
 from nvfp4_triton.autotune import autotune_enabled  # noqa: E402
+from nvfp4_triton.scratch import scratch_bytes  # noqa: E402
+from nvfp4_triton.tiling import describe  # noqa: E402
 
 
 def environment() -> dict:
@@ -90,8 +92,7 @@ def bench_shape(label: str, m: int, n: int, k: int) -> dict:
         "ours_tflops": flops / t_ours * 1e-9, "bf16_tflops": flops / t_bf16 * 1e-9,
         "ours_weight_gbps": q.nbytes / t_ours * 1e-6, "bf16_weight_gbps": n * k * 2 / t_bf16 * 1e-6,
         "rel_err_vs_fp64": rel_err,
-        "strategy": f"fused w4a16 {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"
-                    + ("" if autotune_enabled() else " (default config)"),
+        "strategy": describe(cfg) + ("" if autotune_enabled() else " (default config)"),
     }
 
 
@@ -117,7 +118,8 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['ours_tflops']:8.1f} {r['ours_weight_gbps']:7.0f} {r['rel_err_vs_fp64']:8.1e}  {r['strategy']}",
               flush=True)
     ratios = torch.tensor([r["ratio"] for r in rows])
-    print(f"geometric mean ratio (bf16 time / ours): {float(ratios.log().mean().exp()):.3f}")
+    print(f"geometric mean ratio (bf16 time / ours): {float(ratios.log().mean().exp()):.3f}; "
+          f"two-pass scratch held: {scratch_bytes() / 2**20:.0f} MiB")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"environment": env, "shapes": args.shapes, "rows": rows}, indent=2))

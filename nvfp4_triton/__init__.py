@@ -4,7 +4,9 @@ Public API:
     quantize, dequantize, NVFP4Weight   the format and its container
     nvfp4_linear                        the W4A16 op (a torch custom op)
     NVFP4Linear                         the nn.Module
-    TileConfig, default_config          kernel launch parameters
+    TileConfig, TwoPassConfig           launch parameters of the two GEMM strategies
+    default_config                      the deterministic config used without autotuning
+    scratch_bytes, set_scratch_limit    the two-pass strategy's scratch buffer
 
 Names are imported on first use, so that a program (or ``python -m nvfp4_triton.demo``) can
 still choose Triton's CPU interpreter (``TRITON_INTERPRET=1``) after importing the package
@@ -23,7 +25,10 @@ _EXPORTS = {
     "nvfp4_linear": "ops",
     "NVFP4Linear": "module",
     "TileConfig": "tiling",
+    "TwoPassConfig": "tiling",
     "default_config": "tiling",
+    "scratch_bytes": "scratch",
+    "set_scratch_limit": "scratch",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -21,7 +21,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import torch
 import triton
@@ -29,7 +29,7 @@ import triton
 from .cache import compiled
 from .cache.keys import environment
 from .cache.store import TuningStore, cache_root, warn_once
-from .tiling import TileConfig, default_config
+from .tiling import GemmConfig, TileConfig, TwoPassConfig, config_from_dict, config_to_dict, default_config
 
 AUTOTUNE_ENV = "NVFP4_TRITON_AUTOTUNE"
 BENCH_WARMUP_MS = 5
@@ -58,8 +58,12 @@ _LARGE_M = [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (128, 256, 64, 8, 3), (
             (128, 64, 128, 4, 4), (64, 256, 64, 4, 4), (256, 128, 64, 8, 3), (64, 64, 128, 4, 4)]
 
 
+TWO_PASS_CANDIDATES = (TwoPassConfig(64, 128, 4), TwoPassConfig(32, 256, 4))
+"""Two-pass configs timed beside the fused ones whenever the scratch limit admits the weight."""
+
+
 def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:
-    """Configs worth timing for one key: tiles no larger than the problem needs, fitting in shared memory."""
+    """Fused-kernel configs worth timing for one key: tiles no larger than needed, fitting in shared memory."""
     if bucket <= 16:
         raw = [(16, bn, bk, w, s) for bn, bk, w, s in _SMALL_M]
     elif bucket <= 64:
@@ -91,19 +95,24 @@ class Tuner:
     def __init__(self, kernel: str, store: TuningStore | None = None) -> None:
         self.kernel = kernel
         self._store = store
-        self._memo: dict[tuple, TileConfig] = {}
+        self._memo: dict[tuple, GemmConfig] = {}
         self.stats = TuningStats()
 
     @property
     def store(self) -> TuningStore:
         return self._store if self._store is not None else TuningStore(cache_root())
 
-    def lookup(self, key: tuple) -> TileConfig | None:
+    def lookup(self, key: tuple) -> GemmConfig | None:
         """The remembered config for ``key`` = (device index, dtype, M bucket, N, K, has_bias), if any."""
         return self._memo.get(key)
 
-    def resolve(self, key: tuple, bench: Callable[[TileConfig], float], heuristic_only: bool) -> TileConfig:
-        """Find the config for a key seen for the first time: disk cache, else measure, else heuristic."""
+    def resolve(self, key: tuple, bench: Callable[[GemmConfig], float], heuristic_only: bool,
+                extra: Callable[[], tuple[GemmConfig, ...]] = tuple) -> GemmConfig:
+        """Find the config for a key seen for the first time: disk cache, else measure, else heuristic.
+
+        ``extra()`` gives configs of other strategies to time beside the fused-kernel candidates;
+        it is called only when measuring.
+        """
         index, dtype, bucket, n, k, has_bias = key
         if heuristic_only or not autotune_enabled():
             self.stats.heuristic += 1
@@ -120,9 +129,9 @@ class Tuner:
             with store.lock(env, name):
                 config = _config_of(store.load(env, name), name)  # another process may have tuned it meanwhile
                 if config is None:
-                    record = self._measure(key, name, env, bench)
+                    record = self._measure(key, name, env, bench, extra)
                     store.save(env, name, record)
-                    config = TileConfig(**record["config"])
+                    config = config_from_dict(record["config"])
                     self.stats.tuned += 1
                 else:
                     self.stats.loaded += 1
@@ -130,11 +139,12 @@ class Tuner:
             self.stats.loaded += 1
         return self._memo.setdefault(key, config)
 
-    def _measure(self, key: tuple, name: str, env: dict, bench: Callable[[TileConfig], float]) -> dict:
+    def _measure(self, key: tuple, name: str, env: dict, bench: Callable[[GemmConfig], float],
+                 extra: Callable[[], tuple[GemmConfig, ...]]) -> dict:
         index, dtype, bucket, n, k, has_bias = key
         start = time.perf_counter()
         timings = []
-        for cfg in candidate_configs(bucket, n, k, device_shared_memory(index)):
+        for cfg in [*candidate_configs(bucket, n, k, device_shared_memory(index)), *extra()]:
             try:
                 timings.append((bench(cfg), cfg))
             except _LAUNCH_ERRORS as err:
@@ -149,9 +159,9 @@ class Tuner:
             "name": name,
             "kernel": self.kernel,
             "key": {"n": n, "k": k, "m_bucket": bucket, "dtype": str(dtype).removeprefix("torch."), "bias": has_bias},
-            "config": asdict(best),
+            "config": config_to_dict(best),
             "tuned_ms": best_ms,
-            "candidates": [{"config": asdict(c), "ms": ms} for ms, c in timings],
+            "candidates": [{"config": config_to_dict(c), "ms": ms} for ms, c in timings],
             "tuning_seconds": time.perf_counter() - start,
             "tuned_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
@@ -163,12 +173,12 @@ def device_shared_memory(index: int) -> int:
     return getattr(props, "shared_memory_per_block_optin", 99 * 1024)
 
 
-def _config_of(record: dict | None, name: str) -> TileConfig | None:
-    """The entry's config, or None (after one warning) when it is not a valid TileConfig."""
+def _config_of(record: dict | None, name: str) -> GemmConfig | None:
+    """The entry's config, or None (after one warning) when it is not a valid one."""
     if record is None:
         return None
     try:
-        return TileConfig(**record["config"])
+        return config_from_dict(record["config"])
     except (TypeError, ValueError) as err:
         warn_once(f"nvfp4_triton cache: entry {name} holds an invalid config ({err}); tuning again")
         return None

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from .shapes import RECIPES, ShapePlan, exclude_from_checkpoint, plan_from_config
+from .tiling import describe
 
 DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 
@@ -120,7 +121,7 @@ def prewarm(
                 if new_bins and not tuned:
                     what += f", compiled {new_bins} kernel(s)"
                 cfg = gemm.tuner.lookup((device.index, dtype, gemm.m_bucket(m), n, k, bias))
-                tile = f"{cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}" if cfg else ""
+                tile = describe(cfg) if cfg else ""
                 line = f"[{step:3}/{total}] M={m:<6} N={n:<6} K={k:<6} {str(dtype)[6:]:9} {what:40} {tile}"
                 report.lines.append(line)
                 progress(line)

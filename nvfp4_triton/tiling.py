@@ -1,12 +1,15 @@
-"""Tile configurations for the W4A16 GEMM and the deterministic default for a shape.
+"""Launch configurations of the W4A16 GEMM strategies, and the deterministic default for a shape.
 
+Two strategies, chosen per shape by autotuning:
+- ``TileConfig``: the fused kernel (dequantize in the K loop, then ``tl.dot``);
+- ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS.
 The default is a plain function of (M, N, K) so that tests and benchmarks can reproduce it
-and override it; autotuning, when it picks something else, chooses among ``TileConfig``s too.
+and override it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 
 
 MIN_BLOCK_K = 32
@@ -47,3 +50,45 @@ def default_config(m: int, n: int, k: int) -> TileConfig:
     block_k = 128 if k >= 128 else 64
     num_warps = 8 if block_m * block_n >= 128 * 128 else 4
     return TileConfig(block_m, block_n, block_k, group_m=8, num_warps=num_warps, num_stages=3)
+
+
+@dataclass(frozen=True)
+class TwoPassConfig:
+    """Two-pass strategy: the dequantize kernel's tile (elements) and warps; the GEMM is cuBLAS's."""
+
+    block_n: int = 64
+    block_k: int = 128
+    num_warps: int = 4
+
+    def __post_init__(self) -> None:
+        for name, least in (("block_n", 1), ("block_k", MIN_BLOCK_K)):
+            value = getattr(self, name)
+            if value < least or value & (value - 1):
+                raise ValueError(f"TwoPassConfig: {name} must be a power of two >= {least}, got {value}")
+        if self.num_warps < 1:
+            raise ValueError(f"TwoPassConfig: num_warps must be >= 1, got {self.num_warps}")
+
+
+GemmConfig = TileConfig | TwoPassConfig
+
+
+def config_to_dict(cfg: GemmConfig) -> dict:
+    return {"kind": "two_pass" if isinstance(cfg, TwoPassConfig) else "fused", **asdict(cfg)}
+
+
+def config_from_dict(d: dict) -> GemmConfig:
+    """Inverse of :func:`config_to_dict`; raises TypeError / ValueError on anything else."""
+    fields = {k: v for k, v in d.items() if k != "kind"}
+    kind = d.get("kind", "fused")
+    if kind == "fused":
+        return TileConfig(**fields)
+    if kind == "two_pass":
+        return TwoPassConfig(**fields)
+    raise ValueError(f"unknown config kind {kind!r}")
+
+
+def describe(cfg: GemmConfig) -> str:
+    """Short human label of a config, for tables and logs."""
+    if isinstance(cfg, TwoPassConfig):
+        return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
+    return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"

@@ -81,6 +81,26 @@ def test_first_use_measures_then_later_processes_read(gpu_like, private_cache):
     assert again.calls == [] and other.stats.loaded == 1 and other.stats.tuned == 0
 
 
+def test_other_strategies_compete_and_round_trip_through_the_cache(gpu_like, private_cache):
+    from nvfp4_triton.tiling import TwoPassConfig
+
+    two_pass = TwoPassConfig(64, 128, 4)
+    asked = []
+
+    def extra():
+        asked.append(True)
+        return (two_pass,)
+
+    def bench(cfg):
+        return 0.5 if cfg == two_pass else FakeBench()(cfg)
+
+    assert Tuner("k", TuningStore(private_cache)).resolve(KEY, bench, heuristic_only=False, extra=extra) == two_pass
+    again = Tuner("k", TuningStore(private_cache))
+    assert again.resolve(KEY, FakeBench(), heuristic_only=False, extra=extra) == two_pass
+    assert asked == [True]  # only measuring asks for (and may allocate) other strategies
+    assert "two-pass" in list_entries(private_cache)[0].config
+
+
 def test_autotune_off_uses_the_heuristic_and_writes_nothing(private_cache, monkeypatch):
     monkeypatch.setenv("NVFP4_TRITON_AUTOTUNE", "0")
     bench = FakeBench()

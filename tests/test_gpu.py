@@ -52,6 +52,19 @@ def test_flux_sized_properties(m, nk, dtype, has_bias, batch):
     assert_matches_reference(nvfp4_linear(x, q, bias), x, q, bias)
 
 
+@pytest.mark.parametrize("m, n, k", [(4096, 12288, 3072), (512, 3072, 12288), (1, 18432, 3072)])
+def test_two_pass_strategy_at_flux_sizes(m, n, k):
+    from nvfp4_triton import TwoPassConfig
+    from nvfp4_triton.gemm import w4a16_gemm
+
+    q = _weight(n, k, seed=m)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=TwoPassConfig(), out=out)
+    assert_matches_reference(y, x, q, bias, rounded_weight=True)
+
+
 def test_inductor_compiles_a_model_without_graph_breaks():
     torch._dynamo.reset()
     model = torch.nn.Sequential(

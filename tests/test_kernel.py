@@ -7,10 +7,12 @@ import pytest
 import torch
 from hypothesis import given, settings, strategies as st
 
-from nvfp4_triton import TileConfig, nvfp4_linear, quantize
+from nvfp4_triton import TileConfig, TwoPassConfig, nvfp4_linear, quantize
+from nvfp4_triton import scratch
 from nvfp4_triton.gemm import w4a16_gemm
+from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel
 
-from .checks import assert_matches_reference
+from .checks import ELEMENT_RTOL, assert_matches_reference
 
 DTYPES = st.sampled_from([torch.bfloat16, torch.float16])
 CONFIGS = st.sampled_from([
@@ -101,3 +103,66 @@ def test_extreme_scales_dequantize_exactly(device):
     x = torch.eye(32, dtype=torch.float16, device=device)
     y = nvfp4_linear(x, q)  # y[j, n] = W[n, j]
     assert torch.equal(y.T.cpu().double(), q.to("cpu").dequantize(torch.float64).to(torch.float16).double())
+
+
+@settings(max_examples=12)
+@given(
+    seed=st.integers(0, 2**31),
+    m=st.integers(1, 100),
+    n=st.integers(1, 150),
+    k_blocks=st.integers(1, 20),
+    dtype=DTYPES,
+    has_bias=st.booleans(),
+    config=st.sampled_from([TwoPassConfig(), TwoPassConfig(32, 256, 4), TwoPassConfig(16, 32, 2)]),
+)
+def test_two_pass_strategy_matches_reference(device, seed, m, n, k_blocks, dtype, has_bias, config):
+    x, q, bias = _problem(seed, (m,), n, 16 * k_blocks, dtype, has_bias, device)
+    out = torch.full((m, n), float("nan"), dtype=dtype, device=device)
+    y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out)
+    assert_matches_reference(y, x, q, bias, rounded_weight=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_dequant_kernel_rounds_the_exact_weight_once(device, dtype):
+    torch.manual_seed(3)
+    n, k = 70, 208  # ragged against the 64x128 tile
+    q = quantize(torch.randn(n, k) * 3).to(device)
+    out = torch.full((n, k), float("nan"), dtype=dtype, device=device)
+    nvfp4_dequant_kernel[(2, 2)](q.packed, q.block_scale.view(torch.uint8), q.global_scale, out, n, k,
+                                 BLOCK_N=64, BLOCK_K=128)
+    exact = q.dequantize(torch.float64)
+    if device.type == "cuda":  # one round-to-nearest-even of the fp32 product
+        assert torch.equal(out, q.dequantize(torch.float32).to(dtype))
+    else:  # the interpreter's down-cast truncates: within one ulp
+        ulp = ELEMENT_RTOL[dtype]
+        assert bool(((out.double() - exact).abs() <= ulp * exact.abs()).all())
+
+
+def test_scratch_is_one_growing_buffer_per_stream_with_a_limit(device, monkeypatch):
+    monkeypatch.setattr(scratch, "_override", scratch._override)  # restore the limit afterwards
+    scratch.release_scratch()
+    try:
+        a = scratch.dense_buffer(64, 128, torch.bfloat16, device)
+        b = scratch.dense_buffer(32, 64, torch.float16, device)
+        assert a.data_ptr() == b.data_ptr() and scratch.scratch_bytes() == 64 * 128 * 2
+        scratch.dense_buffer(128, 128, torch.bfloat16, device)
+        assert scratch.scratch_bytes() == 128 * 128 * 2  # grown, not added
+        scratch.set_scratch_limit(10_000)
+        assert scratch.scratch_bytes() == 0  # over the new cap: freed
+        assert scratch.dense_buffer(128, 128, torch.bfloat16, device) is None
+        assert scratch.dense_buffer(32, 64, torch.bfloat16, device) is not None
+        scratch.set_scratch_limit(0)
+        assert scratch.dense_buffer(1, 16, torch.bfloat16, device) is None
+        x, q, _ = _problem(5, (4,), 40, 64, torch.bfloat16, False, device)
+        y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=TwoPassConfig())
+        assert_matches_reference(y, x, q)  # falls back to the fused kernel: exact weights again
+    finally:
+        scratch.release_scratch()
+
+
+def test_scratch_limit_from_the_environment(monkeypatch):
+    monkeypatch.setenv("NVFP4_TRITON_SCRATCH_MB", "1.5")
+    assert scratch.scratch_limit() == int(1.5 * 2**20)
+    monkeypatch.setenv("NVFP4_TRITON_SCRATCH_MB", "lots")
+    with pytest.raises(ValueError, match="NVFP4_TRITON_SCRATCH_MB must be a number"):
+        scratch.scratch_limit()

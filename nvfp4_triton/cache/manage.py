@@ -9,6 +9,7 @@ from pathlib import Path
 
 from .compiled import triton_dir
 from .keys import digest, environment
+from ..tiling import config_from_dict, describe
 from .store import TuningStore, age_days, is_cache_root
 
 STALE_TEMP_S = 3600.0
@@ -68,8 +69,10 @@ def list_entries(root: Path) -> list[EntryRow]:
         key, cfg = record.get("key", {}), record.get("config", {})
         shape = f"N={key.get('n')} K={key.get('k')} M~{key.get('m_bucket')} {key.get('dtype')}" + \
             (" +bias" if key.get("bias") else "")
-        config = "{block_m}x{block_n}x{block_k} g{group_m} w{num_warps} s{num_stages}".format(**cfg) \
-            if cfg else "-"
+        try:
+            config = describe(config_from_dict(cfg))
+        except (TypeError, ValueError):
+            config = "invalid"
         rows.append(EntryRow(record.get("kernel", "?"), shape, config, record.get("tuned_ms"), used,
                              path.parent.name, path.parent.name == mine, path))
     rows.sort(key=lambda r: r.path.stat().st_mtime, reverse=True)

@@ -1,0 +1,75 @@
+"""The dense-weight scratch buffer of the two-pass strategy: one per (device, stream), bounded and visible.
+
+Two-pass runs dequantize an NVFP4 weight into this buffer, then hand it to cuBLAS. The buffer
+is reused by every layer on the same stream (calls on one stream run in order), grows to the
+largest weight it has served, and is never allocated during CUDA-graph capture (the call then
+uses the fused kernel). Its size is ``scratch_bytes()``.
+
+Limit: ``NVFP4_TRITON_SCRATCH_MB`` (MiB; ``0`` turns the two-pass strategy off) or
+``set_scratch_limit(nbytes)``, which wins over the variable. No limit by default: FLUX.1-dev's
+largest weight needs 108 MiB in bf16.
+"""
+
+from __future__ import annotations
+
+import os
+
+import torch
+
+SCRATCH_ENV = "NVFP4_TRITON_SCRATCH_MB"
+_UNSET = object()
+_override: object = _UNSET
+_buffers: dict[tuple, torch.Tensor] = {}
+
+
+def scratch_limit() -> int | None:
+    """Bytes one buffer may take (None: no limit; 0: two-pass off)."""
+    if _override is not _UNSET:
+        return _override  # type: ignore[return-value]
+    text = os.environ.get(SCRATCH_ENV, "").strip()
+    if not text:
+        return None
+    try:
+        return max(0, int(float(text) * 2**20))
+    except ValueError:
+        raise ValueError(f"{SCRATCH_ENV} must be a number of MiB (0 turns two-pass off), got {text!r}") from None
+
+
+def set_scratch_limit(nbytes: int | None) -> None:
+    """Cap each scratch buffer at ``nbytes`` (0: no two-pass; None: no cap). Buffers over the cap are freed."""
+    global _override
+    if nbytes is not None and nbytes < 0:
+        raise ValueError(f"set_scratch_limit: nbytes must be >= 0 or None, got {nbytes}")
+    _override = nbytes
+    for key, buf in list(_buffers.items()):
+        if nbytes is not None and buf.numel() > nbytes:
+            del _buffers[key]
+
+
+def scratch_bytes() -> int:
+    """Bytes held by all scratch buffers of this process."""
+    return sum(b.numel() for b in _buffers.values())
+
+
+def release_scratch() -> None:
+    """Free every scratch buffer (the next two-pass call allocates again)."""
+    _buffers.clear()
+
+
+def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
+    """An ``[n, k]`` view of this stream's buffer, or None when the limit or a graph capture forbids it."""
+    need = n * k * torch.empty((), dtype=dtype).element_size()
+    limit = scratch_limit()
+    if limit is not None and need > limit:
+        return None
+    if device.type == "cuda":
+        key = (device.index, torch.cuda.current_stream(device).stream_id)
+    else:
+        key = (device.type, 0)
+    buf = _buffers.get(key)
+    if buf is None or buf.numel() < need:
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            return None
+        _buffers.pop(key, None)  # free the smaller one first
+        buf = _buffers[key] = torch.empty(need, dtype=torch.uint8, device=device)
+    return buf[:need].view(dtype).view(n, k)
