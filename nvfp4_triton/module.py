@@ -45,6 +45,7 @@ class NVFP4Linear(nn.Module):
             raise ValueError(f"NVFP4Linear: out_features must be >= 1, got {out_features}")
         self.in_features = in_features
         self.out_features = out_features
+        self._nvfp4_weight: NVFP4Weight | None = None
         self.register_buffer("weight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
         self.register_buffer(
             "weight_scale",
@@ -89,8 +90,17 @@ class NVFP4Linear(nn.Module):
 
     @property
     def nvfp4_weight(self) -> NVFP4Weight:
-        """The weight as a validated :class:`NVFP4Weight` (views of this module's buffers)."""
-        return NVFP4Weight(self.weight, self.weight_scale, self.weight_scale_2, (self.out_features, self.in_features))
+        """The weight as a validated :class:`NVFP4Weight` over this module's buffers.
+
+        Built (and checked) again only when a buffer was replaced (a device move, a load), not per call.
+        """
+        cached = self._nvfp4_weight
+        if (cached is None or cached.packed is not self.weight or cached.block_scale is not self.weight_scale
+                or cached.global_scale is not self.weight_scale_2):
+            cached = NVFP4Weight(self.weight, self.weight_scale, self.weight_scale_2,
+                                 (self.out_features, self.in_features))
+            self._nvfp4_weight = cached
+        return cached
 
     @property
     def weight_nbytes(self) -> int:

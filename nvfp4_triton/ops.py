@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import torch
 
-from . import format as fmt
 from .gemm import interpreter_active, w4a16_gemm
 from .weight import NVFP4Weight
 
@@ -57,40 +56,23 @@ def nvfp4_linear(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None
             f"nvfp4_linear: weight has scale_layout={weight.scale_layout!r}; the kernels read the 'linear' layout. "
             "Convert once at load time with weight.with_scale_layout('linear')."
         )
-    check_linear_args(x, weight.packed, weight.block_scale, weight.global_scale, bias, weight.in_features)
+    check_linear_args(x, weight, bias)
     return _w4a16_linear(x, weight.packed, weight.block_scale.view(torch.uint8), weight.global_scale, bias)
 
 
-def check_linear_args(
-    x: torch.Tensor,
-    packed: torch.Tensor,
-    block_scale: torch.Tensor,
-    global_scale: torch.Tensor,
-    bias: torch.Tensor | None,
-    in_features: int,
-) -> None:
-    """Raise a ``TypeError`` / ``ValueError`` naming the argument that the kernel cannot take."""
+def check_linear_args(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None) -> None:
+    """Raise a ``TypeError`` / ``ValueError`` naming the argument that the kernel cannot take.
+
+    The weight's own tensors were checked when the ``NVFP4Weight`` was built.
+    """
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"nvfp4_linear: x must be a torch.Tensor, got {type(x).__name__}")
     if x.dtype not in ACTIVATION_DTYPES:
         raise TypeError(f"nvfp4_linear: x must be bfloat16 or float16, got {x.dtype}")
-    if x.dim() < 1 or x.shape[-1] != in_features:
-        raise ValueError(
-            f"nvfp4_linear: x must have shape [..., {in_features}] (in_features of the weight), got {tuple(x.shape)}"
-        )
-    n = packed.shape[0]
-    if packed.dtype != torch.uint8 or tuple(packed.shape) != (n, in_features // 2):
-        raise ValueError(f"nvfp4_linear: packed weight must be uint8 [{n}, {in_features // 2}], got "
-                         f"{packed.dtype} {tuple(packed.shape)}")
-    if block_scale.dtype != torch.float8_e4m3fn or tuple(block_scale.shape) != (n, in_features // fmt.BLOCK_SIZE):
-        raise ValueError(f"nvfp4_linear: block scales must be float8_e4m3fn [{n}, {in_features // fmt.BLOCK_SIZE}] "
-                         f"(linear layout), got {block_scale.dtype} {tuple(block_scale.shape)}")
-    if global_scale.dtype != torch.float32 or global_scale.numel() != 1:
-        raise ValueError(f"nvfp4_linear: global scale must be a float32 scalar tensor, got "
-                         f"{global_scale.dtype} {tuple(global_scale.shape)}")
-    for name, t in (("packed weight", packed), ("block scales", block_scale)):
-        if not t.is_contiguous():
-            raise ValueError(f"nvfp4_linear: {name} must be contiguous")
+    k, n = weight.in_features, weight.out_features
+    if x.dim() < 1 or x.shape[-1] != k:
+        raise ValueError(f"nvfp4_linear: x must have shape [..., {k}] (in_features of the weight), got {tuple(x.shape)}")
+    device = x.device
     if bias is not None:
         if not isinstance(bias, torch.Tensor):
             raise TypeError(f"nvfp4_linear: bias must be a torch.Tensor or None, got {type(bias).__name__}")
@@ -100,13 +82,9 @@ def check_linear_args(
             raise ValueError(f"nvfp4_linear: bias must have shape ({n},) (out_features), got {tuple(bias.shape)}")
         if bias.stride(0) != 1:
             raise ValueError("nvfp4_linear: bias must be contiguous")
-    tensors = {"x": x, "weight": packed, "block scales": block_scale, "global scale": global_scale}
-    if bias is not None:
-        tensors["bias"] = bias
-    devices = {name: t.device for name, t in tensors.items()}
-    if len(set(devices.values())) > 1:
-        listing = ", ".join(f"{name} on {dev}" for name, dev in devices.items())
-        raise ValueError(f"nvfp4_linear: all tensors must be on one device, got {listing}")
+    if weight.packed.device != device or (bias is not None and bias.device != device):
+        where = f"x on {device}, weight on {weight.device}" + (f", bias on {bias.device}" if bias is not None else "")
+        raise ValueError(f"nvfp4_linear: all tensors must be on one device, got {where}")
     if x.device.type == "cpu" and not interpreter_active():
         raise RuntimeError(
             "nvfp4_linear: x is on the CPU, where the Triton kernel runs only through Triton's interpreter. "
