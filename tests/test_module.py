@@ -122,3 +122,15 @@ def test_no_bias_layer(device):
     assert layer.bias is None and "bias" not in layer.state_dict()
     x = torch.randn(4, 32, dtype=torch.float16, device=device)
     assert_matches_reference(layer(x), x, layer.nvfp4_weight)
+
+
+def test_module_traces_into_one_graph(linear):
+    # aot_eager runs on the CPU too: fullgraph fails on any graph break, including in the module's own code.
+    layer = NVFP4Linear.from_linear(linear)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    x = torch.randn(3, 96, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(compiled(x), layer(x))
+        layer.to("cpu")  # buffers unchanged: still the same graph
+        assert torch.equal(compiled(x), layer(x))
