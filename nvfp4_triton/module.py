@@ -70,7 +70,7 @@ class NVFP4Linear(nn.Module):
         layer.weight = weight.packed
         layer.weight_scale = weight.block_scale
         layer.weight_scale_2 = weight.global_scale
-        layer.input_scale = None if input_scale is None else input_scale.to(torch.float32).reshape(())
+        layer.input_scale = None if input_scale is None else input_scale.to(weight.device, torch.float32).reshape(())
         if bias is not None:
             if tuple(bias.shape) != (weight.out_features,):
                 raise ValueError(

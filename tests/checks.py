@@ -8,6 +8,8 @@ from nvfp4_triton.weight import NVFP4Weight
 # instead of rounding, which costs up to a whole ulp). Norm bounds: correct rounding alone
 # gives ~1.7e-3 (bf16) / ~2e-4 (fp16); truncation ~3.3e-3 (bf16).
 ELEMENT_RTOL = {torch.bfloat16: 2.0**-7, torch.float16: 2.0**-10}
+# Spacing of the output dtype's subnormals: the absolute rounding error of results near zero.
+SUBNORMAL_ULP = {torch.bfloat16: 2.0**-133, torch.float16: 2.0**-24}
 NORM_RTOL = {torch.bfloat16: 6e-3, torch.float16: 1e-3}
 
 
@@ -32,7 +34,7 @@ def assert_matches_reference(y: torch.Tensor, x: torch.Tensor, weight: NVFP4Weig
     magnitude = x.detach().double().abs() @ weight.dequantize(torch.float64).abs().T
     k = weight.in_features
     weight_term = ELEMENT_RTOL[x.dtype] * magnitude if rounded_weight else 0.0
-    bound = ELEMENT_RTOL[x.dtype] * ref.abs() + (k + 2) * 2.0**-22 * magnitude + weight_term + 1e-30
+    bound = ELEMENT_RTOL[x.dtype] * ref.abs() + (k + 2) * 2.0**-22 * magnitude + weight_term + SUBNORMAL_ULP[x.dtype]
     excess = (y64 - ref).abs() - bound
     worst = int(excess.argmax()) if excess.numel() else 0
     assert bool((excess <= 0).all()), (

@@ -96,6 +96,12 @@ def test_extra_repr_shows_features_and_bytes(linear):
     assert "weight_bytes=2164" in text  # 40*48 codes + 40*6 scales + 4
 
 
+def test_from_weight_keeps_input_scale_on_the_weight_device(linear):
+    q = quantize(linear.weight.detach()).to("meta")
+    layer = NVFP4Linear.from_weight(q, input_scale=torch.tensor([0.5]))
+    assert layer.input_scale.device.type == "meta" and layer.input_scale.shape == ()
+
+
 def test_from_weight_converts_swizzled_scales_once(linear):
     q = quantize(linear.weight.detach(), scale_layout="swizzled")
     layer = NVFP4Linear.from_weight(q, linear.bias.detach())
