@@ -1,4 +1,4 @@
-"""Choose a tile config per GEMM key by measurement on first use, and remember it on disk.
+"""Choose a strategy and its config per GEMM key by measurement on first use, and remember it on disk.
 
 A key is (kernel, N, K, M bucket, activation dtype, bias or not, device). The first call with
 a new key benchmarks a pruned candidate list (pruned by shape and by the device's shared
@@ -29,7 +29,8 @@ import triton
 from .cache import compiled
 from .cache.keys import environment
 from .cache.store import TuningStore, cache_root, warn_once
-from .tiling import GemmConfig, TileConfig, TwoPassConfig, config_from_dict, config_to_dict, default_config
+from .tiling import (MIN_BLOCK_K, GemmConfig, TileConfig, TwoPassConfig, config_from_dict, config_to_dict,
+                     default_config)
 
 AUTOTUNE_ENV = "NVFP4_TRITON_AUTOTUNE"
 BENCH_WARMUP_MS = 5
@@ -70,7 +71,7 @@ def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[Tile
         raw = [(bucket, bn, bk, w, s) for bn, bk, w, s in _MID_M]
     else:
         raw = _LARGE_M
-    n_cap, k_cap = max(16, triton.next_power_of_2(n)), max(32, triton.next_power_of_2(k))
+    n_cap, k_cap = max(16, triton.next_power_of_2(n)), max(MIN_BLOCK_K, triton.next_power_of_2(k))
     seen, out = set(), []
     for bm, bn, bk, w, s in raw:
         cfg = TileConfig(bm, min(bn, n_cap), min(bk, k_cap), group_m=8, num_warps=w, num_stages=s)

@@ -26,9 +26,6 @@ from . import format as fmt
 from .shapes import is_excluded
 from .weight import SCALE_LAYOUTS, NVFP4Weight
 
-QUANT_SUFFIXES = ("weight", "weight_scale", "weight_scale_2", "input_scale")
-
-
 class CheckpointError(ValueError):
     """A checkpoint that cannot be loaded as it claims to be."""
 
@@ -142,6 +139,10 @@ class _Shards:
         """The safetensors dtype code of a tensor ("U8", "BF16", ...) without reading its data."""
         return self._read(name, lambda f: f.get_slice(name).get_dtype())
 
+    def shape(self, name: str) -> tuple[int, ...]:
+        """A tensor's shape without reading its data."""
+        return tuple(self._read(name, lambda f: f.get_slice(name).get_shape()))
+
     def _read(self, name, fn):
         path = self.files[name]
         try:
@@ -157,13 +158,13 @@ class _Shards:
         self._open.clear()
 
 
-def _scale_reading(scale: torch.Tensor, n: int, k: int) -> set[str]:
-    """The layouts that a scale tensor's shape allows for an [n, k] weight."""
+def _scale_reading(scale_shape: tuple[int, ...], n: int, k: int) -> set[str]:
+    """The layouts that a scale tensor of this shape allows for an [n, k] weight."""
     readings = set()
-    if tuple(scale.shape) == (n, k // fmt.BLOCK_SIZE):
+    if tuple(scale_shape) == (n, k // fmt.BLOCK_SIZE):
         readings.add("linear")
     rp, cp = fmt.swizzled_scale_shape(n, k // fmt.BLOCK_SIZE)
-    if tuple(scale.shape) in ((rp, cp), (rp * cp,)):
+    if tuple(scale_shape) in ((rp, cp), (rp * cp,)):
         readings.add("swizzled")
     return readings
 
@@ -207,11 +208,10 @@ def _load(folder, config, raw, files, shards, scale_layout, swap_nibbles, device
     else:
         layout, source = None, None
         for m in sorted(modules):
-            w, s = files.get(m + ".weight"), files.get(m + ".weight_scale")
-            if w is None or s is None:
+            if m + ".weight" not in files or m + ".weight_scale" not in files:
                 continue
-            weight, scale = shards.get(m + ".weight"), shards.get(m + ".weight_scale")
-            readings = _scale_reading(scale, weight.shape[0], weight.shape[-1] * 2)
+            weight_shape = shards.shape(m + ".weight")
+            readings = _scale_reading(shards.shape(m + ".weight_scale"), weight_shape[0], weight_shape[-1] * 2)
             if len(readings) == 1:
                 layout, source = readings.pop(), f"detected from {m}.weight_scale's shape"
                 break
@@ -227,9 +227,8 @@ def _load(folder, config, raw, files, shards, scale_layout, swap_nibbles, device
             ckpt.quantized[m] = _quantized_module(m, shards, files, layout, swap_nibbles, device)
         except CheckpointError as err:
             problems.append(str(err))
-    owned = {f"{m}.{s}" for m in ckpt.quantized for s in (*QUANT_SUFFIXES, "bias")}
     for name in sorted(files):
-        if name in owned or name.rsplit(".", 1)[0] in modules:
+        if name.rsplit(".", 1)[0] in modules:  # read above, with its module
             continue
         module, _, leaf = name.rpartition(".")
         tensor = shards.get(name)
@@ -258,7 +257,7 @@ def _quantized_module(m, shards, files, layout, swap_nibbles, device) -> Quantiz
     if k % fmt.BLOCK_SIZE:
         raise CheckpointError(f"module {m}: weight {tuple(packed.shape)} means in_features {k}, not a multiple of 16")
     _expect(m, "weight_scale", scale, torch.float8_e4m3fn, f"{layout} layout for a {n} x {k} weight",
-            layout in _scale_reading(scale, n, k))
+            layout in _scale_reading(scale.shape, n, k))
     _expect(m, "weight_scale_2", global_scale, torch.float32, "a scalar", global_scale.numel() == 1)
     if layout == "swizzled":
         scale = fmt.unswizzle_block_scales(scale, n, k // fmt.BLOCK_SIZE)

@@ -58,7 +58,7 @@ def release_scratch() -> None:
 
 def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
     """An ``[n, k]`` view of this stream's buffer, or None when the limit or a graph capture forbids it."""
-    need = n * k * torch.empty((), dtype=dtype).element_size()
+    need = n * k * dtype.itemsize
     limit = scratch_limit()
     if limit is not None and need > limit:
         return None

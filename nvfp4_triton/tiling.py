@@ -17,6 +17,13 @@ MIN_BLOCK_K = 32
 results on an H200 for every warp and stage count tried, while the interpreter was right."""
 
 
+def _check_tiles(owner: object, minimums: dict[str, int]) -> None:
+    for name, least in minimums.items():
+        value = getattr(owner, name)
+        if value < least or value & (value - 1):
+            raise ValueError(f"{type(owner).__name__}: {name} must be a power of two >= {least}, got {value}")
+
+
 @dataclass(frozen=True)
 class TileConfig:
     """Launch parameters: tile sizes (elements), L2 band height (tiles), warps, pipeline stages.
@@ -33,10 +40,7 @@ class TileConfig:
     num_stages: int = 3
 
     def __post_init__(self) -> None:
-        for name, least in (("block_m", 16), ("block_n", 16), ("block_k", MIN_BLOCK_K)):
-            value = getattr(self, name)
-            if value < least or value & (value - 1):
-                raise ValueError(f"TileConfig: {name} must be a power of two >= {least}, got {value}")
+        _check_tiles(self, {"block_m": 16, "block_n": 16, "block_k": MIN_BLOCK_K})
         if self.group_m < 1 or self.num_warps < 1 or self.num_stages < 1:
             raise ValueError(f"TileConfig: group_m, num_warps and num_stages must be >= 1, got {self}")
 
@@ -61,10 +65,7 @@ class TwoPassConfig:
     num_warps: int = 4
 
     def __post_init__(self) -> None:
-        for name, least in (("block_n", 1), ("block_k", MIN_BLOCK_K)):
-            value = getattr(self, name)
-            if value < least or value & (value - 1):
-                raise ValueError(f"TwoPassConfig: {name} must be a power of two >= {least}, got {value}")
+        _check_tiles(self, {"block_n": 1, "block_k": MIN_BLOCK_K})
         if self.num_warps < 1:
             raise ValueError(f"TwoPassConfig: num_warps must be >= 1, got {self.num_warps}")
 

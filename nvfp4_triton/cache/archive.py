@@ -113,6 +113,7 @@ def import_archive(root: Path, src: Path, force: bool = False) -> dict:
             files.append((path, data))
 
     ensure_root(root)
+    store = TuningStore(root)
     counts = {"entries": 0, "binaries": 0, "rekeyed": 0}
     for path, data in files:
         if path.parts[0] == "tuning":
@@ -121,7 +122,6 @@ def import_archive(root: Path, src: Path, force: bool = False) -> dict:
                 record["env"] = here
                 record["imported_from"] = path.parts[1]
                 counts["rekeyed"] += 1
-            store = TuningStore(root)
             if not store.save(here, record["name"], record):
                 raise OSError(f"cannot write tuned configs under {root}")
             counts["entries"] += 1
