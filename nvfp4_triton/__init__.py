@@ -4,7 +4,8 @@ Public API:
     quantize, dequantize, NVFP4Weight   the format and its container
     nvfp4_linear                        the W4A16 op (a torch custom op)
     NVFP4Linear                         the nn.Module
-    TileConfig, TwoPassConfig           launch parameters of the two GEMM strategies
+    FP8Linear                           an nn.Module holding a weight converted to FP8 (resident="fp8")
+    TileConfig, TwoPassConfig, Fp8Config  launch parameters of the GEMM strategies
     default_config                      the deterministic config used without autotuning
     scratch_bytes, set_scratch_limit    the two-pass strategy's scratch buffer
 
@@ -24,7 +25,10 @@ _EXPORTS = {
     "dequantize": "weight",
     "nvfp4_linear": "ops",
     "NVFP4Linear": "module",
+    "FP8Linear": "module",
+    "fp8": None,
     "TileConfig": "tiling",
+    "Fp8Config": "tiling",
     "TwoPassConfig": "tiling",
     "default_config": "tiling",
     "scratch_bytes": "scratch",
@@ -36,6 +40,8 @@ __all__ = [*_EXPORTS, "__version__"]
 
 def __getattr__(name: str):
     if name in _EXPORTS:
+        if _EXPORTS[name] is None:  # a submodule
+            return importlib.import_module(f".{name}", __name__)
         return getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 

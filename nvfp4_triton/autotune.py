@@ -29,8 +29,8 @@ import triton
 from .cache import compiled
 from .cache.keys import environment
 from .cache.store import TuningStore, cache_root, warn_once
-from .tiling import (MIN_BLOCK_K, GemmConfig, TileConfig, TwoPassConfig, config_from_dict, config_to_dict,
-                     default_config)
+from .tiling import (MIN_BLOCK_K, Fp8Config, GemmConfig, TileConfig, TwoPassConfig, config_from_dict,
+                     config_to_dict, default_config)
 
 AUTOTUNE_ENV = "NVFP4_TRITON_AUTOTUNE"
 BENCH_WARMUP_MS = 5
@@ -61,6 +61,9 @@ _LARGE_M = [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (128, 256, 64, 8, 3), (
 
 TWO_PASS_CANDIDATES = (TwoPassConfig(64, 128, 4), TwoPassConfig(32, 256, 4))
 """Two-pass configs timed beside the fused ones whenever the scratch limit admits the weight."""
+
+FP8_CANDIDATES = (Fp8Config(64, 128, 4), Fp8Config(32, 256, 4))
+"""FP8 two-pass configs timed beside the fused ones for ``activation="fp8"`` (scratch permitting)."""
 
 
 def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:
@@ -93,8 +96,10 @@ class TuningStats:
 class Tuner:
     """Per-process memo of tuned configs in front of the on-disk store, for one kernel."""
 
-    def __init__(self, kernel: str, store: TuningStore | None = None) -> None:
+    def __init__(self, kernel: str, store: TuningStore | None = None,
+                 default: Callable[[int, int, int], GemmConfig] = default_config) -> None:
         self.kernel = kernel
+        self.default = default  # (M bucket, N, K) -> the config used without measuring
         self._store = store
         self._memo: dict[tuple, GemmConfig] = {}
         self.stats = TuningStats()
@@ -117,11 +122,11 @@ class Tuner:
         index, dtype, bucket, n, k, has_bias = key
         if heuristic_only or not autotune_enabled():
             self.stats.heuristic += 1
-            return self._memo.setdefault(key, default_config(bucket, n, k))
+            return self._memo.setdefault(key, self.default(bucket, n, k))
         if torch.cuda.is_available() and torch.cuda.is_current_stream_capturing():
             warn_once("nvfp4_triton: a new GEMM shape met during CUDA graph capture runs with the default config; "
                       "run it once before capture (or prewarm) to get the tuned one")
-            return default_config(bucket, n, k)
+            return self.default(bucket, n, k)
         env = environment(index)
         name = f"{self.kernel}-n{n}-k{k}-m{bucket}-{str(dtype).removeprefix('torch.')}-{'bias' if has_bias else 'nobias'}"
         store = self.store
@@ -155,7 +160,7 @@ class Tuner:
                 warn_once(f"nvfp4_triton: skipping config {cfg} for {name}: {type(err).__name__}")
         timings = [(bench(cfg), cfg) for cfg in runnable]
         if not timings:
-            cfg = default_config(bucket, n, k)
+            cfg = self.default(bucket, n, k)
             timings = [(float("nan"), cfg)]
         best_ms, best = min(timings, key=lambda t: (math.isnan(t[0]), t[0]))
         return {

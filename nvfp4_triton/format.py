@@ -94,12 +94,49 @@ def global_scale_of(weight: torch.Tensor) -> torch.Tensor:
 
 
 def block_scales_of(weight: torch.Tensor, global_scale: torch.Tensor) -> torch.Tensor:
-    """Per-16 E4M3 block scales ``[N, K/16]`` of ``weight[N, K]`` for a given global scale."""
-    n, k = weight.shape
-    block_amax = weight.reshape(n, k // BLOCK_SIZE, BLOCK_SIZE).abs().amax(dim=-1).float()
+    """Per-16 E4M3 block scales ``[..., K/16]`` of ``weight[..., K]`` for a given global scale.
+
+    A scale above 448 saturates to 448. That never happens for a weight whose global scale
+    came from its own amax; it does for activations under a static ``input_scale``, where
+    Blackwell's conversion saturates the same way. A NaN in a block gives that block a NaN scale.
+    """
+    k = weight.shape[-1]
+    block_amax = weight.reshape(*weight.shape[:-1], k // BLOCK_SIZE, BLOCK_SIZE).abs().amax(dim=-1).float()
     scale = block_amax / (E2M1_MAX * global_scale.float())
     scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-    return scale.clamp(min=E4M3_MIN_SUBNORMAL).to(torch.float8_e4m3fn)
+    return scale.clamp(min=E4M3_MIN_SUBNORMAL, max=E4M3_MAX).to(torch.float8_e4m3fn)
+
+
+def quantize_activation(x: torch.Tensor, input_scale: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """NVFP4-quantize activations ``x[..., K]`` as Blackwell's W4A4 GEMMs and ModelOpt's fake-quant do.
+
+    ``input_scale`` (the checkpoint's calibrated, static per-tensor scale) is the global scale;
+    the per-16 E4M3 block scales are computed from ``x`` by :func:`block_scales_of`; values are
+    rounded half-to-even onto E2M1. Returns ``(codes uint8 [..., K], block_scale e4m3 [..., K/16])``.
+
+    Non-finite input: +-Inf saturates (its block's scale to 448, its code to +-6). A NaN makes
+    its block's scale NaN, so the whole block dequantizes to NaN; that block's codes are 0.
+    """
+    k = x.shape[-1]
+    if k % BLOCK_SIZE:
+        raise ValueError(f"quantize_activation: x.shape[-1] = {k} must be a multiple of {BLOCK_SIZE}")
+    block_scale = block_scales_of(x, input_scale)
+    denom = (block_scale.float() * input_scale.float()).unsqueeze(-1)
+    scaled = x.float().reshape(*x.shape[:-1], k // BLOCK_SIZE, BLOCK_SIZE) / denom
+    scaled = torch.nan_to_num(scaled, nan=0.0, posinf=E2M1_MAX, neginf=-E2M1_MAX)
+    return e2m1_encode(scaled.reshape(x.shape)), block_scale
+
+
+def fake_quantize_activation(x: torch.Tensor, input_scale: torch.Tensor) -> torch.Tensor:
+    """``e2m1(code) * block_scale`` of :func:`quantize_activation`, in x's dtype (exact there).
+
+    The global scale is left out: W4A4 GEMMs apply ``input_scale * weight_scale_2`` once, to the
+    accumulator.
+    """
+    codes, block_scale = quantize_activation(x, input_scale)
+    k = x.shape[-1]
+    values = e2m1_decode(codes).reshape(*x.shape[:-1], k // BLOCK_SIZE, BLOCK_SIZE)
+    return (values * block_scale.float().unsqueeze(-1)).reshape(x.shape).to(x.dtype)
 
 
 def quantize_tensors(weight: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

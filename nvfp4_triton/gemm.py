@@ -1,10 +1,15 @@
-"""Run the W4A16 GEMM on validated, 2-D tensors (no argument checking here: see ``ops``).
+"""Run the NVFP4 GEMMs on validated, 2-D tensors (no argument checking here: see ``ops``).
 
-Per shape, the tuner (``autotune``) picks a strategy and its config: the fused kernel
-(``TileConfig``) or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``).
+Per shape, a tuner (``autotune``) picks a strategy and its config:
+- W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``) or two-pass, dequantize into the
+  scratch buffer then cuBLAS (``TwoPassConfig``);
+- W4A8 (``w4a8_gemm``, ``activation="fp8"``): the fused W4A16 kernel, or FP8 two-pass
+  (``Fp8Config``): dequantize to E4M3 into the scratch buffer, quantize the activations per
+  token, then cuBLAS's FP8 GEMM.
 Once a key is known that is one dictionary lookup per call. The first launch of each
 (key, config, layout) runs inside ``compile_scope`` so that whatever it compiles lands in the
-nvfp4_triton cache.
+nvfp4_triton cache. ``gelu=True`` applies GELU (tanh approximation) after the bias, inside the
+GEMM's epilogue where the strategy allows it.
 """
 
 from __future__ import annotations
@@ -13,18 +18,40 @@ import torch
 import triton
 
 from . import scratch
-from .autotune import TWO_PASS_CANDIDATES, Tuner, benchmark_ms, compile_scope, m_bucket
+from .autotune import FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, compile_scope, m_bucket
+from .act_quant import quantize_rows_fp8
+from .launch import interpreter_active, launch_once_compiled
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
-from .tiling import GemmConfig, TwoPassConfig, default_config
+from .tiling import Fp8Config, GemmConfig, TwoPassConfig, default_config, default_fp8_config
 
 tuner = Tuner("w4a16_gemm")
-_launched: set[tuple] = set()
+fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config)
 
 
-def interpreter_active() -> bool:
-    """True when the kernels were built for Triton's CPU interpreter (``TRITON_INTERPRET=1`` at import)."""
-    return not isinstance(w4a16_gemm_kernel, triton.runtime.JITFunction)
+def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
+    m = x.shape[0]
+    if out is None:
+        return torch.empty((m, n), dtype=x.dtype, device=x.device)
+    if tuple(out.shape) != (m, n) or out.dtype != x.dtype or out.device != x.device:
+        raise ValueError(f"nvfp4_triton GEMM: out must be {x.dtype} [{m}, {n}] on {x.device}, got "
+                         f"{out.dtype} {tuple(out.shape)} on {out.device}")
+    return out
+
+
+def _resolve(which: Tuner, x: torch.Tensor, n: int, has_bias: bool, launch, extra) -> GemmConfig:
+    """The config for this call's key: remembered, else found by the tuner timing ``launch`` on these tensors."""
+    m, k = x.shape
+    key = (x.device.index, x.dtype, m_bucket(m), n, k, has_bias)
+    config = which.lookup(key)
+    if config is None:
+        def bench(cfg: GemmConfig) -> float:
+            with compile_scope():
+                return benchmark_ms(lambda: launch(cfg))
+
+        heuristic_only = x.device.type != "cuda" or interpreter_active()
+        config = which.resolve(key, bench, heuristic_only, extra)
+    return config
 
 
 def w4a16_gemm(
@@ -35,61 +62,118 @@ def w4a16_gemm(
     bias: torch.Tensor | None,
     config: GemmConfig | None = None,
     out: torch.Tensor | None = None,
+    gelu: bool = False,
 ) -> torch.Tensor:
-    """``(x @ dequant(W)^T) * global_scale + bias`` for ``x[M, K]`` and linear-layout NVFP4 tensors.
+    """``act((x @ dequant(W)^T) * global_scale + bias)`` for ``x[M, K]`` and linear-layout NVFP4 tensors.
 
-    Writes ``out`` (``[M, N]`` in x's dtype, any strides) or a new contiguous tensor and returns
-    it. ``config`` overrides the tuned config. Once the shape's key is tuned this issues one
-    launch (two for two-pass) and no host synchronization, so it can be captured in a CUDA graph.
+    ``act`` is GELU-tanh with ``gelu=True``, else identity. Writes ``out`` (``[M, N]`` in x's
+    dtype, any strides) or a new contiguous tensor and returns it. ``config`` overrides the tuned
+    config. Once the shape's key is tuned this issues one launch (two for two-pass) and no host
+    synchronization, so it can be captured in a CUDA graph.
     """
-    m, k = x.shape
     n = packed.shape[0]
-    if out is None:
-        y = torch.empty((m, n), dtype=x.dtype, device=x.device)
-    elif tuple(out.shape) != (m, n) or out.dtype != x.dtype or out.device != x.device:
-        raise ValueError(f"w4a16_gemm: out must be {x.dtype} [{m}, {n}] on {x.device}, got "
-                         f"{out.dtype} {tuple(out.shape)} on {out.device}")
-    else:
-        y = out
-    if m == 0:
+    y = _output(x, n, out)
+    if x.shape[0] == 0:
         return y
     scale_bits = block_scale.view(torch.uint8)
+
+    def launch(cfg: GemmConfig, dst: torch.Tensor = y) -> None:
+        _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
+
     if config is None:
-        key = (x.device.index, x.dtype, m_bucket(m), n, k, bias is not None)
-        config = tuner.lookup(key) or _first_use(key, x, packed, scale_bits, global_scale, bias)
-    layout = (config, x.device.index, x.dtype, bias is not None, x.stride(1) == 1, x.data_ptr() % 16 == 0, n, k)
-    if layout in _launched or x.device.type != "cuda":
-        _launch(config, x, packed, scale_bits, global_scale, bias, y)
-    else:
-        with compile_scope():
-            _launch(config, x, packed, scale_bits, global_scale, bias, y)
-        _launched.add(layout)
+        def two_pass_candidates() -> tuple:
+            return TWO_PASS_CANDIDATES if scratch.dense_buffer(n, x.shape[1], x.dtype, x.device) is not None else ()
+
+        probe = torch.empty_like(y)
+        config = _resolve(tuner, x, n, bias is not None, lambda cfg: launch(cfg, probe), two_pass_candidates)
+    launch_once_compiled(lambda: launch(config), x, config, bias is not None, gelu, n, x.shape[1])
     return y
 
 
-def _first_use(key: tuple, x, packed, scale_bits, global_scale, bias) -> GemmConfig:
-    """Resolve a new key through the tuner, timing candidates on these very tensors if it must measure."""
+def w4a8_gemm(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    block_scale: torch.Tensor,
+    global_scale: torch.Tensor,
+    multipliers: torch.Tensor,
+    column_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    config: GemmConfig | None = None,
+    gelu: bool = False,
+) -> torch.Tensor:
+    """The ``activation="fp8"`` GEMM: FP8 two-pass where it is faster, else the W4A16 kernel.
+
+    ``multipliers`` (``[N]``) and ``column_scale`` (``[1, N]``) are ``fp8.row_multipliers`` and
+    ``fp8.column_scales`` of the weight, prepared once at load time.
+    """
     n, k = packed.shape[0], x.shape[1]
-    scratch_out = torch.empty((x.shape[0], n), dtype=x.dtype, device=x.device)
+    y = _output(x, n, None)
+    if x.shape[0] == 0:
+        return y
+    scale_bits = block_scale.view(torch.uint8)
 
-    def bench(cfg: GemmConfig) -> float:
-        with compile_scope():
-            return benchmark_ms(lambda: _launch(cfg, x, packed, scale_bits, global_scale, bias, scratch_out))
+    def launch(cfg: GemmConfig, dst: torch.Tensor = y) -> None:
+        if isinstance(cfg, Fp8Config):
+            w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device)
+            if w8 is not None:
+                dequantize_into(w8, packed, scale_bits, multipliers, cfg)
+                fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst)
+                return
+            cfg = default_config(x.shape[0], n, k)  # scratch capped or off since tuning
+        _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
-    def two_pass_candidates() -> tuple:
-        return TWO_PASS_CANDIDATES if scratch.dense_buffer(n, k, x.dtype, x.device) is not None else ()
+    if config is None:
+        def fp8_candidates() -> tuple:
+            return FP8_CANDIDATES if scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device) is not None else ()
 
-    heuristic_only = x.device.type != "cuda" or interpreter_active()
-    return tuner.resolve(key, bench, heuristic_only, two_pass_candidates)
+        probe = torch.empty_like(y)
+        config = _resolve(fp8_tuner, x, n, bias is not None, lambda cfg: launch(cfg, probe), fp8_candidates)
+    launch_once_compiled(lambda: launch(config), x, config, bias is not None, gelu, n, x.shape[1])
+    return y
 
 
-def _launch(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y) -> None:
+def fp8_gemm(
+    x: torch.Tensor,
+    w8: torch.Tensor,
+    column_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool = False,
+    fast_accum: bool = False,
+    out: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """``act((fp8(x) @ w8^T) * column_scale + bias)``: quantize x per token, then ``torch._scaled_mm``.
+
+    ``w8`` is E4M3 ``[N, K]`` row-major; ``column_scale`` float32 ``[1, N]``.
+    """
+    xq, row_scale = quantize_rows_fp8(x)
+    y = _output(x, w8.shape[0], out)
+    bias = bias.to(x.dtype) if bias is not None else None
+    torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column_scale, bias=bias, out_dtype=x.dtype,
+                     use_fast_accum=fast_accum, out=y)
+    if gelu:
+        torch.ops.aten.gelu_(y, approximate="tanh")
+    return y
+
+
+def dequantize_into(out: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor, factor: torch.Tensor,
+                    cfg: TwoPassConfig | Fp8Config) -> None:
+    """Dense ``out[N, K] = e2m1 * e4m3 * factor`` (factor: the global scale, or one multiplier per row)."""
+    n, k = out.shape
+    grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k))
+    if out.dtype == torch.float8_e4m3fn:
+        out = out.view(torch.uint8)  # the kernel writes E4M3 bit patterns
+    nvfp4_dequant_kernel[grid](packed, scale_bits, factor, out, n, k, PER_ROW=factor.dim() == 1,
+                               BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps)
+
+
+def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y, gelu: bool) -> None:
     m, k = x.shape
     n = packed.shape[0]
     if isinstance(cfg, TwoPassConfig):
         w = scratch.dense_buffer(n, k, x.dtype, x.device)
         if w is not None:
-            _two_pass(cfg, x, packed, scale_bits, global_scale, bias, y, w)
+            dequantize_into(w, packed, scale_bits, global_scale, cfg)
+            _cublas(x, w, bias, y, gelu)
             return
         cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
     grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
@@ -98,19 +182,24 @@ def _launch(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y) -> No
         m, n, k,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         HAS_BIAS=bias is not None,
+        GELU_TANH=gelu,
         DOT_F32=interpreter_active() and x.dtype == torch.bfloat16,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
 
 
-def _two_pass(cfg: TwoPassConfig, x, packed, scale_bits, global_scale, bias, y, w) -> None:
-    """Dequantize the weight (global scale folded in, rounded once to x's dtype) into ``w``, then cuBLAS."""
-    n, k = w.shape
-    grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k))
-    nvfp4_dequant_kernel[grid](packed, scale_bits, global_scale, w, n, k,
-                               BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps)
+def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor, gelu: bool) -> None:
+    """``y = act(x @ w^T + bias)`` by cuBLAS; GELU-tanh rides cuBLASLt's bias epilogue on CUDA.
+
+    (On the CPU, ``_addmm_activation`` would apply the exact GELU, so it is applied separately there.)
+    """
+    if bias is not None and x.device.type == "cuda":
+        torch._addmm_activation(bias.to(x.dtype), x, w.t(), use_gelu=gelu, out=y)
+        return
     if bias is None:
         torch.mm(x, w.t(), out=y)
     else:
         torch.addmm(bias.to(x.dtype), x, w.t(), out=y)
+    if gelu:
+        torch.ops.aten.gelu_(y, approximate="tanh")

@@ -6,8 +6,13 @@ as they are and what it saves reads back in ModelOpt-aware tools:
     weight          uint8 [out, in/2]        packed E2M1 codes
     weight_scale    float8_e4m3fn [out, in/16]  block scales, linear layout
     weight_scale_2  float32 []               global scale
-    input_scale     float32 []               optional, calibrated activation scale (kept, not used by W4A16)
+    input_scale     float32 []               optional, calibrated activation scale (used by activation="nvfp4")
     bias            [out]                    optional, unquantized
+
+Two settings choose how it computes, not what it stores: ``activation`` (None: W4A16, "fp8":
+W4A8 on FP8 tensor cores, "nvfp4": Blackwell W4A4 emulation; see ``nvfp4_linear``) and ``gelu``
+(GELU-tanh fused into the GEMM's epilogue). :class:`FP8Linear` instead keeps the weight
+converted to FP8 once (``resident="fp8"``).
 """
 
 from __future__ import annotations
@@ -15,8 +20,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from . import fp8
 from . import format as fmt
-from .ops import nvfp4_linear
+from .ops import ACTIVATIONS, _fp8_linear, nvfp4_linear
 from .weight import NVFP4Weight, quantize
 
 
@@ -35,8 +41,12 @@ class NVFP4Linear(nn.Module):
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype = torch.bfloat16,
+        activation: str | None = None,
+        gelu: bool = False,
     ) -> None:
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(f"NVFP4Linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
         if in_features < 1 or in_features % fmt.BLOCK_SIZE:
             raise ValueError(
                 f"NVFP4Linear: in_features must be a positive multiple of {fmt.BLOCK_SIZE}, got {in_features}"
@@ -45,7 +55,10 @@ class NVFP4Linear(nn.Module):
             raise ValueError(f"NVFP4Linear: out_features must be >= 1, got {out_features}")
         self.in_features = in_features
         self.out_features = out_features
+        self.activation = activation
+        self.gelu = gelu
         self._nvfp4_weight: NVFP4Weight | None = None
+        self._fp8_scales: tuple[NVFP4Weight, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.register_buffer("weight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
         self.register_buffer(
             "weight_scale",
@@ -107,15 +120,22 @@ class NVFP4Linear(nn.Module):
         """Bytes of the quantized weight (codes, block scales, global scale), bias excluded."""
         return self.nvfp4_weight.nbytes
 
+    def fp8_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight."""
+        weight = self.nvfp4_weight
+        if self._fp8_scales is None or self._fp8_scales[0] is not weight:
+            self._fp8_scales = (weight, fp8.weight_scales(weight))
+        return self._fp8_scales[1]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return nvfp4_linear(x, self.nvfp4_weight, self.bias)
+        if self.activation == "fp8":
+            return nvfp4_linear(x, self.nvfp4_weight, self.bias, activation="fp8", gelu=self.gelu,
+                                fp8_scales=self.fp8_scales())
+        return nvfp4_linear(x, self.nvfp4_weight, self.bias, activation=self.activation,
+                            input_scale=self.input_scale, gelu=self.gelu)
 
     def extra_repr(self) -> str:
-        bf16 = self.out_features * self.in_features * 2
-        return (
-            f"in_features={self.in_features}, out_features={self.out_features}, bias={self.bias is not None}, "
-            f"weight_bytes={self.weight_nbytes} ({self.weight_nbytes / bf16:.3f}x bf16)"
-        )
+        return _describe(self, self.weight_nbytes)
 
     def _load_from_state_dict(self, state_dict, prefix, local_metadata, strict, missing_keys,
                               unexpected_keys, error_msgs):
@@ -136,15 +156,86 @@ class NVFP4Linear(nn.Module):
     def _apply(self, fn, recurse=True):
         # module.to(dtype) / .half() would cast the e4m3 scales and the fp32 global scale
         # (float8 counts as floating point). Quantized buffers follow device moves only.
-        kept = {name: self._buffers[name] for name in _QUANT_BUFFERS if self._buffers.get(name) is not None}
-        for name in kept:
-            self._buffers[name] = None
-        try:
-            super()._apply(fn, recurse)
-        finally:
-            for name, t in kept.items():
-                self._buffers[name] = t.to(fn(torch.empty(0, device=t.device)).device)
-        return self
+        return _apply_keeping_dtypes(self, super()._apply, fn, recurse, _QUANT_BUFFERS)
 
 
 _QUANT_BUFFERS = ("weight", "weight_scale", "weight_scale_2", "input_scale")
+
+
+def _apply_keeping_dtypes(module: nn.Module, apply, fn, recurse: bool, names: tuple[str, ...]) -> nn.Module:
+    """``nn.Module._apply`` with the named buffers moved between devices by ``fn`` but never cast."""
+    kept = {name: module._buffers[name] for name in names if module._buffers.get(name) is not None}
+    for name in kept:
+        module._buffers[name] = None
+    try:
+        apply(fn, recurse)
+    finally:
+        for name, t in kept.items():
+            module._buffers[name] = t.to(fn(torch.empty(0, device=t.device)).device)
+    return module
+
+
+def _describe(layer: nn.Module, weight_bytes: int) -> str:
+    bf16 = layer.out_features * layer.in_features * 2
+    text = (f"in_features={layer.in_features}, out_features={layer.out_features}, bias={layer.bias is not None}, "
+            f"weight_bytes={weight_bytes} ({weight_bytes / bf16:.3f}x bf16)")
+    if getattr(layer, "activation", None):
+        text += f", activation={layer.activation!r}"
+    return text + (", gelu=True" if layer.gelu else "")
+
+
+class FP8Linear(nn.Module):
+    """``y = x @ W^T + b`` with W held in FP8-E4M3 (``resident="fp8"``): about 0.5x the bytes of bf16.
+
+    Built from an :class:`NVFP4Linear` by :meth:`from_nvfp4`, which converts its weight once: each
+    row is multiplied by a power of two and rounded to E4M3 (``fp8.dequantize_to_fp8``). Each call
+    quantizes x per token to FP8 and runs cuBLAS's FP8 GEMM: no per-call weight work at all.
+
+        weight        float8_e4m3fn [out, in]
+        weight_scale  float32 [out]            per-output-row scale (the global scale over 2**e_row)
+        bias          [out]                    optional
+    """
+
+    def __init__(self, weight: torch.Tensor, weight_scale: torch.Tensor, bias: torch.Tensor | None = None,
+                 gelu: bool = False) -> None:
+        super().__init__()
+        if weight.dtype != torch.float8_e4m3fn or weight.dim() != 2:
+            raise TypeError(f"FP8Linear: weight must be a 2-D float8_e4m3fn tensor, got {weight.dtype} "
+                            f"{tuple(weight.shape)}")
+        if weight_scale.dtype != torch.float32 or tuple(weight_scale.shape) != (weight.shape[0],):
+            raise TypeError(f"FP8Linear: weight_scale must be float32 [{weight.shape[0]}], got {weight_scale.dtype} "
+                            f"{tuple(weight_scale.shape)}")
+        self.out_features, self.in_features = weight.shape
+        self.gelu = gelu
+        self.register_buffer("weight", weight)
+        self.register_buffer("weight_scale", weight_scale.contiguous())
+        self.bias = nn.Parameter(bias.detach(), requires_grad=False) if bias is not None else None
+
+    @classmethod
+    def from_nvfp4(cls, layer: NVFP4Linear) -> FP8Linear:
+        """Convert an NVFP4 layer's weight to FP8 once (on the layer's device); bias and ``gelu`` carry over."""
+        weight = layer.nvfp4_weight
+        multipliers, column_scale = fp8.weight_scales(weight)
+        w8 = fp8.dequantize_to_fp8(weight.packed, weight.block_scale, multipliers)
+        return cls(w8, column_scale.reshape(-1), layer.bias, gelu=layer.gelu)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        _check_fp8_input(x, self)
+        return _fp8_linear(x, self.weight, self.weight_scale.view(1, -1), self.bias, self.gelu)
+
+    def extra_repr(self) -> str:
+        return _describe(self, self.weight.numel() + self.weight_scale.numel() * 4)
+
+    def _apply(self, fn, recurse=True):
+        # Like NVFP4Linear: .to(dtype) casts the bias only; the FP8 weight and its scales keep their dtypes.
+        return _apply_keeping_dtypes(self, super()._apply, fn, recurse, ("weight", "weight_scale"))
+
+
+def _check_fp8_input(x: torch.Tensor, layer: FP8Linear) -> None:
+    if not isinstance(x, torch.Tensor) or x.dtype not in (torch.bfloat16, torch.float16):
+        raise TypeError(f"FP8Linear: x must be a bfloat16 or float16 tensor, got "
+                        f"{x.dtype if isinstance(x, torch.Tensor) else type(x).__name__}")
+    if x.shape[-1] != layer.in_features:
+        raise ValueError(f"FP8Linear: x must have shape [..., {layer.in_features}], got {tuple(x.shape)}")
+    if x.device != layer.weight.device:
+        raise ValueError(f"FP8Linear: x is on {x.device}, the weight on {layer.weight.device}")

@@ -1,17 +1,25 @@
-"""`nvfp4_linear`: the public W4A16 op, its argument checks, and its torch custom-op registration.
+"""`nvfp4_linear`: the public op, its argument checks, and its torch custom-op registrations.
 
-The kernel launch is wrapped as ``torch.ops.nvfp4_triton.w4a16_linear`` with a fake (meta)
-implementation, so ``torch.compile(fullgraph=True)`` traces through it and CUDA graphs can
-capture it. The op is inference-only: it has no autograd formula.
+Each mode is one custom op with a fake (meta) implementation, so ``torch.compile(fullgraph=True)``
+traces through it and CUDA graphs can capture it:
+``torch.ops.nvfp4_triton.w4a16_linear`` (activations as they are), ``w4a8_linear`` (FP8
+activations), ``w4a4_linear`` (NVFP4 activations, Blackwell emulation), and ``fp8_linear``
+(weights converted to FP8 at load time, ``FP8Linear``). The ops are inference-only: they have no
+autograd formula.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .gemm import interpreter_active, w4a16_gemm
+from . import fp8
+from .act_quant import quantize_activation_nvfp4
+from .gemm import fp8_gemm, w4a8_gemm, w4a16_gemm
+from .launch import interpreter_active
 from .weight import NVFP4Weight
 
+ACTIVATIONS = (None, "fp8", "nvfp4")
+"""How activations enter the GEMM: as they are (W4A16), FP8 per token (W4A8), NVFP4 (W4A4 emulation)."""
 ACTIVATION_DTYPES = (torch.bfloat16, torch.float16)
 BIAS_DTYPES = (torch.bfloat16, torch.float16, torch.float32)
 
@@ -23,31 +31,109 @@ def _w4a16_linear(
     block_scale_bits: torch.Tensor,
     global_scale: torch.Tensor,
     bias: torch.Tensor | None,
+    gelu: bool = False,
 ) -> torch.Tensor:
     # The E4M3 block scales travel as their uint8 bit patterns: the kernel decodes them itself,
     # and torch's op checks cannot handle float8 arguments on every device.
-    k = x.shape[-1]
-    y = w4a16_gemm(x.reshape(-1, k), packed, block_scale_bits, global_scale, bias)
+    y = w4a16_gemm(_rows(x), packed, block_scale_bits, global_scale, bias, gelu=gelu)
     return y.reshape(*x.shape[:-1], packed.shape[0])
 
 
+@torch.library.custom_op("nvfp4_triton::w4a4_linear", mutates_args=())
+def _w4a4_linear(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    block_scale_bits: torch.Tensor,
+    global_scale: torch.Tensor,
+    input_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool = False,
+) -> torch.Tensor:
+    xq, _, _ = quantize_activation_nvfp4(_rows(x), input_scale)
+    alpha = input_scale * global_scale
+    y = w4a16_gemm(xq, packed, block_scale_bits, alpha, bias, gelu=gelu)
+    return y.reshape(*x.shape[:-1], packed.shape[0])
+
+
+@torch.library.custom_op("nvfp4_triton::w4a8_linear", mutates_args=())
+def _w4a8_linear(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    block_scale_bits: torch.Tensor,
+    global_scale: torch.Tensor,
+    multipliers: torch.Tensor,
+    column_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool = False,
+) -> torch.Tensor:
+    y = w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias, gelu=gelu)
+    return y.reshape(*x.shape[:-1], packed.shape[0])
+
+
+@torch.library.custom_op("nvfp4_triton::fp8_linear", mutates_args=())
+def _fp8_linear(
+    x: torch.Tensor, w8: torch.Tensor, column_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+) -> torch.Tensor:
+    y = fp8_gemm(_rows(x), w8, column_scale, bias, gelu=gelu)
+    return y.reshape(*x.shape[:-1], w8.shape[0])
+
+
+def _rows(x: torch.Tensor) -> torch.Tensor:
+    return x.reshape(-1, x.shape[-1])
+
+
 @_w4a16_linear.register_fake
-def _(x, packed, block_scale_bits, global_scale, bias):
+def _(x, packed, block_scale_bits, global_scale, bias, gelu=False):
     return x.new_empty((*x.shape[:-1], packed.shape[0]))
 
 
-def nvfp4_linear(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``y = x @ dequantize(weight)^T + bias``, computed by the Triton W4A16 kernel.
+@_w4a4_linear.register_fake
+def _(x, packed, block_scale_bits, global_scale, input_scale, bias, gelu=False):
+    return x.new_empty((*x.shape[:-1], packed.shape[0]))
+
+
+@_w4a8_linear.register_fake
+def _(x, packed, block_scale_bits, global_scale, multipliers, column_scale, bias, gelu=False):
+    return x.new_empty((*x.shape[:-1], packed.shape[0]))
+
+
+@_fp8_linear.register_fake
+def _(x, w8, column_scale, bias, gelu=False):
+    return x.new_empty((*x.shape[:-1], w8.shape[0]))
+
+
+def nvfp4_linear(
+    x: torch.Tensor,
+    weight: NVFP4Weight,
+    bias: torch.Tensor | None = None,
+    *,
+    activation: str | None = None,
+    input_scale: torch.Tensor | None = None,
+    gelu: bool = False,
+    fp8_scales: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> torch.Tensor:
+    """``y = act(x @ dequantize(weight)^T + bias)``, with the activation handled as ``activation`` says.
 
     Args:
         x: ``[..., in_features]``, bfloat16 or float16, on the weight's device. Any strides.
         weight: an :class:`NVFP4Weight` with ``scale_layout="linear"`` (convert a swizzled one
             once with ``weight.with_scale_layout("linear")``, not per call).
         bias: optional ``[out_features]``, bf16 / fp16 / fp32, on the same device.
+        activation: how x enters the GEMM (see ``ACTIVATIONS``):
+            - ``None``: as it is (W4A16). Accumulation is fp32.
+            - ``"fp8"``: quantized per token to FP8-E4M3, multiplied on FP8 tensor cores against the
+              weight converted to E4M3 (W4A8). Where it measures faster (small M) the W4A16 kernel
+              runs instead, which is more accurate.
+            - ``"nvfp4"``: quantized to NVFP4 the way Blackwell's NVFP4 GEMMs do (W4A4 emulation), with
+              ``input_scale`` as the global scale.
+        input_scale: float32 scalar tensor; required with ``activation="nvfp4"``.
+        gelu: apply GELU (tanh approximation) to the output, fused into the GEMM where possible.
+        fp8_scales: ``activation="fp8"`` only: ``(fp8.row_multipliers(...), fp8.column_scales(...))``
+            of this weight, when the caller keeps them (``NVFP4Linear`` does); otherwise they are
+            computed on each call.
 
-    Returns ``[..., out_features]`` in x's dtype; accumulation is fp32. CPU tensors run through
-    Triton's interpreter, which must be switched on (``TRITON_INTERPRET=1``) before
-    ``nvfp4_triton`` is imported.
+    Returns ``[..., out_features]`` in x's dtype. CPU tensors run through Triton's interpreter,
+    which must be switched on (``TRITON_INTERPRET=1``) before ``nvfp4_triton`` is imported.
     """
     if not isinstance(weight, NVFP4Weight):
         raise TypeError(f"nvfp4_linear: weight must be an NVFP4Weight, got {type(weight).__name__}")
@@ -57,7 +143,31 @@ def nvfp4_linear(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None
             "Convert once at load time with weight.with_scale_layout('linear')."
         )
     check_linear_args(x, weight, bias)
-    return _w4a16_linear(x, weight.packed, weight.block_scale.view(torch.uint8), weight.global_scale, bias)
+    check_activation(activation, input_scale, x.device)
+    bits = weight.block_scale.view(torch.uint8)
+    if activation == "nvfp4":
+        return _w4a4_linear(x, weight.packed, bits, weight.global_scale, input_scale, bias, gelu)
+    if activation == "fp8":
+        multipliers, column_scale = fp8_scales if fp8_scales is not None else fp8.weight_scales(weight)
+        return _w4a8_linear(x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, gelu)
+    return _w4a16_linear(x, weight.packed, bits, weight.global_scale, bias, gelu)
+
+
+def check_activation(activation: str | None, input_scale: torch.Tensor | None, device: torch.device) -> None:
+    """Raise a ``ValueError`` / ``TypeError`` for an unknown mode or a missing / malformed ``input_scale``."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"nvfp4_linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if activation != "nvfp4":
+        return
+    if input_scale is None:
+        raise ValueError("nvfp4_linear: activation='nvfp4' needs input_scale (the checkpoint's calibrated "
+                         "per-tensor activation scale); this layer has none")
+    if not isinstance(input_scale, torch.Tensor) or input_scale.dtype != torch.float32 or input_scale.numel() != 1:
+        got = f"{input_scale.dtype} {tuple(input_scale.shape)}" if isinstance(input_scale, torch.Tensor) \
+            else type(input_scale).__name__
+        raise TypeError(f"nvfp4_linear: input_scale must be a float32 tensor with one element, got {got}")
+    if input_scale.device != device:
+        raise ValueError(f"nvfp4_linear: input_scale is on {input_scale.device}, x on {device}")
 
 
 def check_linear_args(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None) -> None:

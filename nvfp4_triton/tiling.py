@@ -1,8 +1,10 @@
 """Launch configurations of the W4A16 GEMM strategies, and the deterministic default for a shape.
 
-Two strategies, chosen per shape by autotuning:
+Strategies, chosen per shape by autotuning:
 - ``TileConfig``: the fused kernel (dequantize in the K loop, then ``tl.dot``);
-- ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS.
+- ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS;
+- ``Fp8Config`` (``activation="fp8"`` only): dequantize to E4M3 into the scratch buffer, quantize
+  the activations per token, then cuBLAS's FP8 GEMM (``torch._scaled_mm``).
 The default is a plain function of (M, N, K) so that tests and benchmarks can reproduce it
 and override it.
 """
@@ -22,6 +24,12 @@ def _check_tiles(owner: object, minimums: dict[str, int]) -> None:
         value = getattr(owner, name)
         if value < least or value & (value - 1):
             raise ValueError(f"{type(owner).__name__}: {name} must be a power of two >= {least}, got {value}")
+
+
+def _check_dequant_tile(owner: object) -> None:
+    _check_tiles(owner, {"block_n": 1, "block_k": MIN_BLOCK_K})
+    if owner.num_warps < 1:
+        raise ValueError(f"{type(owner).__name__}: num_warps must be >= 1, got {owner.num_warps}")
 
 
 @dataclass(frozen=True)
@@ -65,31 +73,54 @@ class TwoPassConfig:
     num_warps: int = 4
 
     def __post_init__(self) -> None:
-        _check_tiles(self, {"block_n": 1, "block_k": MIN_BLOCK_K})
-        if self.num_warps < 1:
-            raise ValueError(f"TwoPassConfig: num_warps must be >= 1, got {self.num_warps}")
+        _check_dequant_tile(self)
 
 
-GemmConfig = TileConfig | TwoPassConfig
+@dataclass(frozen=True)
+class Fp8Config:
+    """FP8 two-pass: the E4M3 dequantize kernel's tile and warps, and cuBLAS's fast-accumulation switch.
+
+    ``fast_accum`` lets Hopper's FP8 tensor cores accumulate at reduced precision between
+    promotions: faster, less accurate on long K.
+    """
+
+    block_n: int = 64
+    block_k: int = 128
+    num_warps: int = 4
+    fast_accum: bool = False
+
+    def __post_init__(self) -> None:
+        _check_dequant_tile(self)
+
+
+GemmConfig = TileConfig | TwoPassConfig | Fp8Config
+_KINDS = {"fused": TileConfig, "two_pass": TwoPassConfig, "fp8": Fp8Config}
 
 
 def config_to_dict(cfg: GemmConfig) -> dict:
-    return {"kind": "two_pass" if isinstance(cfg, TwoPassConfig) else "fused", **asdict(cfg)}
+    kind = next(name for name, cls in _KINDS.items() if type(cfg) is cls)
+    return {"kind": kind, **asdict(cfg)}
 
 
 def config_from_dict(d: dict) -> GemmConfig:
     """Inverse of :func:`config_to_dict`; raises TypeError / ValueError on anything else."""
     fields = {k: v for k, v in d.items() if k != "kind"}
     kind = d.get("kind", "fused")
-    if kind == "fused":
-        return TileConfig(**fields)
-    if kind == "two_pass":
-        return TwoPassConfig(**fields)
-    raise ValueError(f"unknown config kind {kind!r}")
+    if kind not in _KINDS:
+        raise ValueError(f"unknown config kind {kind!r}")
+    return _KINDS[kind](**fields)
+
+
+def default_fp8_config(m: int, n: int, k: int) -> GemmConfig:
+    """The untuned choice for ``activation="fp8"``: FP8 two-pass once M can amortize dequantizing the weight."""
+    return Fp8Config() if m >= 128 else default_config(m, n, k)
 
 
 def describe(cfg: GemmConfig) -> str:
     """Short human label of a config, for tables and logs."""
+    if isinstance(cfg, Fp8Config):
+        accum = ", fast accum" if cfg.fast_accum else ""
+        return f"fp8 two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS FP8{accum})"
     if isinstance(cfg, TwoPassConfig):
         return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
     return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"

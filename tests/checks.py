@@ -19,12 +19,16 @@ def reference_linear(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | 
     return y + bias.detach().double() if bias is not None else y
 
 
+GELU_SLOPE = 1.13
+"""Largest |d/da gelu_tanh(a)|: how much an error before the epilogue's GELU can grow through it."""
+
+
 def assert_matches_reference(y: torch.Tensor, x: torch.Tensor, weight: NVFP4Weight, bias=None,
-                             rounded_weight: bool = False) -> None:
+                             rounded_weight: bool = False, gelu: bool = False) -> None:
     """Every element within output rounding plus fp32 accumulation error, and the norm-wise error small.
 
     ``rounded_weight``: the path rounds the dequantized weight to x's dtype first (two-pass), which
-    adds up to one ulp of that dtype per product.
+    adds up to one ulp of that dtype per product. ``gelu``: the output went through GELU-tanh.
     """
     assert y.dtype == x.dtype, f"output dtype {y.dtype}, expected {x.dtype}"
     assert tuple(y.shape) == (*x.shape[:-1], weight.out_features)
@@ -34,7 +38,11 @@ def assert_matches_reference(y: torch.Tensor, x: torch.Tensor, weight: NVFP4Weig
     magnitude = x.detach().double().abs() @ weight.dequantize(torch.float64).abs().T
     k = weight.in_features
     weight_term = ELEMENT_RTOL[x.dtype] * magnitude if rounded_weight else 0.0
-    bound = ELEMENT_RTOL[x.dtype] * ref.abs() + (k + 2) * 2.0**-22 * magnitude + weight_term + SUBNORMAL_ULP[x.dtype]
+    before_output = (k + 2) * 2.0**-22 * magnitude + weight_term
+    if gelu:  # the two-pass path rounds the pre-activation to x's dtype before its GELU
+        before_output = GELU_SLOPE * (before_output + ELEMENT_RTOL[x.dtype] * ref.abs())
+        ref = torch.nn.functional.gelu(ref, approximate="tanh")
+    bound = ELEMENT_RTOL[x.dtype] * ref.abs() + before_output + SUBNORMAL_ULP[x.dtype]
     excess = (y64 - ref).abs() - bound
     worst = int(excess.argmax()) if excess.numel() else 0
     assert bool((excess <= 0).all()), (

@@ -4,7 +4,8 @@ x is ``[M, K]`` bf16/fp16, W arrives as packed E2M1 codes ``[N, K/2]`` (element 
 nibble) and E4M3 block scales ``[N, K/16]`` viewed as uint8, both row-major. Each program
 computes one ``BLOCK_M x BLOCK_N`` tile of y: per K step it dequantizes a ``BLOCK_N x BLOCK_K``
 weight tile to x's dtype (exact: ``e2m1 * e4m3`` has at most 4 significant bits) and feeds
-it to ``tl.dot`` with an fp32 accumulator. The global scale is applied once, in the epilogue.
+it to ``tl.dot`` with an fp32 accumulator. The global scale is applied once, in the epilogue,
+followed by the bias and, optionally, GELU (tanh approximation).
 """
 
 import triton
@@ -13,12 +14,24 @@ import triton.language as tl
 from ._nvfp4_decode import unpack_block
 
 
+@triton.jit
+def gelu_tanh(a):
+    """``0.5 a (1 + tanh(u))``, ``u = sqrt(2/pi) (a + 0.044715 a^3)``, as ``a * sigmoid(2u)``.
+
+    The exponential only ever sees ``-|2u|``, so it cannot overflow.
+    """
+    z = 1.5957691216057308 * (a + 0.044715 * a * a * a)
+    e = tl.exp(-tl.abs(z))
+    return a * tl.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemm_kernel(
     x_ptr, packed_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
     M, N, K,
     stride_xm, stride_xk, stride_ym, stride_yn,
     HAS_BIAS: tl.constexpr,
+    GELU_TANH: tl.constexpr,
     DOT_F32: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
     GROUP_M: tl.constexpr,
@@ -72,5 +85,7 @@ def w4a16_gemm_kernel(
     acc = acc * tl.load(global_scale_ptr)
     if HAS_BIAS:
         acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
+    if GELU_TANH:
+        acc = gelu_tanh(acc)
     y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])

@@ -1,0 +1,62 @@
+"""The FP8 (E4M3) math of the W4A8 and FP8-resident modes, in plain torch: the reference the kernels match.
+
+Activations: per token (row), ``scale = amax / 448`` (1 for an all-zero row) and
+``q = e4m3(clamp(x / scale, +-448))``, rounded to nearest even.
+
+Weights: an NVFP4 value ``e2m1 * e4m3_block`` has at most 4 significant bits and lies in
+``[2**-10, 2688]``. It is stored as ``e4m3(e2m1 * e4m3_block * 2**e_row)``, where ``2**e_row`` is the
+largest power of two that keeps the row's largest possible value (6 times its largest block
+scale) within 448. E4M3's precision is relative, so a finer or non-power-of-two scale would gain
+nothing but rounding of its own; the power of two only keeps small rows out of the subnormals.
+cuBLAS then applies ``global_scale * 2**-e_row`` per output column. The only rounding is that
+of a 4-bit significand to E4M3's 4 (1 + 3) bits, which is exact except where ``e2m1`` is 1.5, 3
+or 6 and the block scale's last mantissa bit is set.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from . import format as fmt
+
+E4M3_MAX = fmt.E4M3_MAX
+_MAX_EXPONENT = 30
+"""Cap of ``e_row``: all-zero block scales (never written by ModelOpt) would otherwise ask for 2**inf."""
+
+
+def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-token FP8 quantization of ``x[M, K]``: ``(q float8_e4m3fn [M, K], scale float32 [M, 1])``."""
+    xf = x.float()
+    scale = xf.abs().amax(dim=-1, keepdim=True) / E4M3_MAX
+    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
+    q = (xf / scale).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
+    return q, scale
+
+
+def row_multipliers(block_scale: torch.Tensor) -> torch.Tensor:
+    """``2**e_row`` (float32 ``[N]``) for linear-layout block scales ``[N, K/16]`` (see the module docstring)."""
+    row_max = fmt.E2M1_MAX * block_scale.float().amax(dim=1)
+    exponent = torch.floor(torch.log2(E4M3_MAX / row_max)).clamp(-_MAX_EXPONENT, _MAX_EXPONENT)
+    # log2 may land one off at exact powers of two: step down or up until 2**e is the largest that fits.
+    exponent = torch.where(row_max * torch.exp2(exponent) > E4M3_MAX, exponent - 1, exponent)
+    exponent = torch.where((row_max * torch.exp2(exponent + 1) <= E4M3_MAX) & (exponent < _MAX_EXPONENT),
+                           exponent + 1, exponent)
+    return torch.exp2(exponent)
+
+
+def column_scales(global_scale: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
+    """cuBLAS's per-output-column scale ``global * 2**-e_row`` as the ``[1, N]`` float32 tensor ``_scaled_mm`` takes."""
+    return (global_scale.float() / multipliers).reshape(1, -1).contiguous()
+
+
+def dequantize_to_fp8(packed: torch.Tensor, block_scale: torch.Tensor, multipliers: torch.Tensor) -> torch.Tensor:
+    """``e4m3(e2m1 * e4m3_block * 2**e_row)`` as float8_e4m3fn ``[N, K]`` (linear-layout inputs)."""
+    one = torch.ones((), dtype=torch.float32, device=packed.device)
+    exact = fmt.dequantize_tensors(packed, block_scale, one, torch.float32)
+    return (exact * multipliers[:, None]).to(torch.float8_e4m3fn)
+
+
+def weight_scales(weight) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(row_multipliers, column_scales)`` of an :class:`~nvfp4_triton.weight.NVFP4Weight` (linear layout)."""
+    multipliers = row_multipliers(weight.block_scale)
+    return multipliers, column_scales(weight.global_scale, multipliers)
