@@ -1,6 +1,10 @@
-"""Time nvfp4_linear against cuBLAS BF16 (F.linear on the dequantized weight) on FLUX.1-dev shapes.
+"""Time nvfp4_linear's strategies and modes against cuBLAS BF16 (F.linear on the dequantized weight).
 
-    python bench/bench_gemm.py [--shapes flux|small|all] [--json PATH]
+    python bench/bench_gemm.py [--shapes flux|small|all] [--modes two_pass w4a16 fp8 ...] [--json PATH]
+
+Columns: forced two-pass, tuned W4A16 ("ours", with the strategy the tuner chose and its % of the
+regime's measured ceiling), activation="fp8" (tuned), FP8 two-pass with fast accumulation,
+FP8-resident weights, and W4A4 emulation; each with its error against exact NVFP4 x BF16.
 
 Configs are autotuned on first use (into the usual cache); NVFP4_TRITON_AUTOTUNE=0 times the
 default config instead.
@@ -32,10 +36,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from flux_shapes import SHAPE_SETS  # noqa: E402
 
-from nvfp4_triton import __version__, gemm, nvfp4_linear, quantize  # noqa: E402
+from nvfp4_triton import __version__, fp8, gemm, nvfp4_linear, quantize  # noqa: E402
 from nvfp4_triton.autotune import autotune_enabled  # noqa: E402
+from nvfp4_triton.module import FP8Linear, NVFP4Linear  # noqa: E402
 from nvfp4_triton.scratch import scratch_bytes  # noqa: E402
-from nvfp4_triton.tiling import describe  # noqa: E402
+from nvfp4_triton.tiling import Fp8Config, TwoPassConfig, describe  # noqa: E402
 
 
 def environment() -> dict:
@@ -69,60 +74,108 @@ def warm_up_gpu(seconds: float = 2.0) -> None:
         torch.cuda.synchronize()
 
 
-def bench_shape(label: str, m: int, n: int, k: int) -> dict:
+MODES = ("two_pass", "w4a16", "fp8", "fp8_fast", "resident", "w4a4")
+"""Columns besides cuBLAS BF16: forced two-pass, tuned W4A16 ("ours"), activation="fp8" (tuned),
+FP8 two-pass with fast accumulation, FP8-resident weights, W4A4 emulation."""
+
+
+def measure_ceilings() -> dict:
+    """The two roofline numbers of this card, measured: dense BF16 TFLOP/s and device-to-device copy GB/s."""
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    mm_ms = do_bench(lambda: a @ a, warmup=25, rep=200, return_mode="median")
+    src = torch.empty(2**30, dtype=torch.uint8, device="cuda")
+    dst = torch.empty_like(src)
+    copy_ms = do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
+    return {"bf16_tflops": 2 * 8192**3 / mm_ms * 1e-9, "copy_gbps": 2 * 2**30 / copy_ms * 1e-6}
+
+
+def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceilings: dict) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(m * 7 + n * 3 + k)
     w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=gen)
     q = quantize(w)
     w_bf16 = q.dequantize(torch.bfloat16)
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16, generator=gen)
     bias = torch.randn(n, device="cuda", dtype=torch.bfloat16, generator=gen)
-
-    ours = nvfp4_linear(x, q, bias)
-    ref = F.linear(x.double(), q.dequantize(torch.float64), bias.double())
-    rel_err = float((ours.double() - ref).norm() / ref.norm())
-    del ref
-
-    t_bf16 = do_bench(lambda: F.linear(x, w_bf16, bias), warmup=25, rep=100, return_mode="median")
-    t_ours = do_bench(lambda: nvfp4_linear(x, q, bias), warmup=25, rep=100, return_mode="median")
-    cfg = gemm.tuner.lookup((x.device.index, x.dtype, gemm.m_bucket(m), n, k, True))
-    flops = 2.0 * m * n * k
-    return {
-        "label": label, "M": m, "N": n, "K": k,
-        "bf16_ms": t_bf16, "ours_ms": t_ours, "ratio": t_bf16 / t_ours,
-        "ours_tflops": flops / t_ours * 1e-9, "bf16_tflops": flops / t_bf16 * 1e-9,
-        "ours_weight_gbps": q.nbytes / t_ours * 1e-6, "bf16_weight_gbps": n * k * 2 / t_bf16 * 1e-6,
-        "rel_err_vs_fp64": rel_err,
-        "strategy": describe(cfg) + ("" if autotune_enabled() else " (default config)"),
+    scales = fp8.weight_scales(q)
+    resident = FP8Linear.from_nvfp4(NVFP4Linear.from_weight(q, bias))
+    input_scale = (x.float().abs().amax() / 2688).reshape(())
+    calls = {
+        "two_pass": lambda: gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=TwoPassConfig()),
+        "w4a16": lambda: nvfp4_linear(x, q, bias),
+        "fp8": lambda: nvfp4_linear(x, q, bias, activation="fp8", fp8_scales=scales),
+        "fp8_fast": lambda: gemm.w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, *scales, bias,
+                                           config=Fp8Config(fast_accum=True)),
+        "resident": lambda: resident(x),
+        "w4a4": lambda: nvfp4_linear(x, q, bias, activation="nvfp4", input_scale=input_scale),
     }
+    ref = F.linear(x.double(), q.dequantize(torch.float64), bias.double())
+    row = {"label": label, "M": m, "N": n, "K": k}
+    row["bf16_ms"] = do_bench(lambda: F.linear(x, w_bf16, bias), warmup=25, rep=100, return_mode="median")
+    flops = 2.0 * m * n * k
+    for mode in modes:
+        out = calls[mode]()
+        row[f"{mode}_err"] = float((out.double() - ref).norm() / ref.norm())
+        t = do_bench(calls[mode], warmup=25, rep=100, return_mode="median")
+        row[f"{mode}_ms"] = t
+        row[f"{mode}_ratio"] = row["bf16_ms"] / t
+    del ref
+    key = (x.device.index, x.dtype, gemm.m_bucket(m), n, k, True)
+    suffix = "" if autotune_enabled() else " (default config)"
+    if "w4a16" in modes:
+        row["strategy"] = describe(gemm.tuner.lookup(key)) + suffix
+        t = row["w4a16_ms"]
+        row["tflops"] = flops / t * 1e-9
+        row["weight_gbps"] = q.nbytes / t * 1e-6
+        # % of the regime's ceiling: tensor-core bound at large M, weight streaming at small M.
+        row["pct_ceiling"] = 100 * (row["weight_gbps"] / ceilings["copy_gbps"] if m <= 16
+                                    else row["tflops"] / ceilings["bf16_tflops"])
+    if "fp8" in modes:
+        row["fp8_strategy"] = describe(gemm.fp8_tuner.lookup(key)) + suffix
+    return row
+
+
+def _print_row(r: dict, modes: tuple[str, ...]) -> None:
+    cols = " ".join(f"{r[f'{mode}_ms']:8.4f} {r[f'{mode}_ratio']:6.3f}" for mode in modes)
+    extra = f" {r['pct_ceiling']:5.1f}%  {r['strategy']}" if "strategy" in r else ""
+    print(f"{r['label']:34} {r['M']:5} {r['N']:6} {r['K']:6} {r['bf16_ms']:8.4f} {cols}{extra}", flush=True)
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shapes", choices=sorted(SHAPE_SETS), default="flux")
     parser.add_argument("--json", type=Path, help="write environment and rows to this JSON file")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="columns to time")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: timings under Triton's interpreter mean nothing")
 
+    modes = tuple(args.modes)
     env = environment()
     print(" ".join(f"{k}={v}" for k, v in env.items()), flush=True)
     warm_up_gpu()
+    ceilings = measure_ceilings()
+    print(f"ceilings: dense BF16 {ceilings['bf16_tflops']:.0f} TFLOP/s, copy {ceilings['copy_gbps']:.0f} GB/s", flush=True)
     rows = []
-    header = f"{'shape':34} {'M':>5} {'N':>6} {'K':>6} {'bf16 ms':>8} {'ours ms':>8} {'ratio':>6} " \
-             f"{'TFLOP/s':>8} {'W GB/s':>7} {'rel err':>8}  config"
-    print(header)
+    mode_cols = " ".join(f"{mode + ' ms':>8} {'ratio':>6}" for mode in modes)
+    print(f"{'shape':34} {'M':>5} {'N':>6} {'K':>6} {'bf16 ms':>8} {mode_cols}  % ceil  W4A16 strategy")
     for label, m, n, k, _ in SHAPE_SETS[args.shapes]:
-        r = bench_shape(label, m, n, k)
+        r = bench_shape(label, m, n, k, modes, ceilings)
         rows.append(r)
-        print(f"{label:34} {m:5} {n:6} {k:6} {r['bf16_ms']:8.4f} {r['ours_ms']:8.4f} {r['ratio']:6.3f} "
-              f"{r['ours_tflops']:8.1f} {r['ours_weight_gbps']:7.0f} {r['rel_err_vs_fp64']:8.1e}  {r['strategy']}",
-              flush=True)
-    ratios = torch.tensor([r["ratio"] for r in rows])
-    print(f"geometric mean ratio (bf16 time / ours): {float(ratios.log().mean().exp()):.3f}; "
-          f"two-pass scratch held: {scratch_bytes() / 2**20:.0f} MiB")
+        _print_row(r, modes)
+    print("relative L2 error vs exact NVFP4 x BF16 (median over shapes): " + ", ".join(
+        f"{mode} {sorted(r[f'{mode}_err'] for r in rows)[len(rows) // 2]:.2e}" for mode in modes))
+    for regime, keep in (("M >= 4096", lambda r: r["M"] >= 4096), ("M = 512", lambda r: r["M"] == 512),
+                         ("M <= 16", lambda r: r["M"] <= 16)):
+        sel = [r for r in rows if keep(r)]
+        if sel:
+            print(f"geometric mean ratio, {regime}: " + ", ".join(
+                f"{mode} {float(torch.tensor([r[f'{mode}_ratio'] for r in sel]).log().mean().exp()):.3f}"
+                for mode in modes))
+    print(f"two-pass scratch held: {scratch_bytes() / 2**20:.0f} MiB")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
-        args.json.write_text(json.dumps({"environment": env, "shapes": args.shapes, "rows": rows}, indent=2))
+        args.json.write_text(json.dumps({"environment": env, "ceilings": ceilings, "shapes": args.shapes,
+                                         "modes": list(modes), "rows": rows}, indent=2))
         print(f"wrote {args.json}")
     return 0
 

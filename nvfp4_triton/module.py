@@ -145,10 +145,11 @@ class NVFP4Linear(nn.Module):
             if got is not None and mine is not None and got.dtype != mine.dtype:
                 error_msgs.append(f"{prefix}{name}: expected dtype {mine.dtype}, got {got.dtype}")
                 return
-        # input_scale is optional in ModelOpt exports: adopt it when present, drop it when absent.
+        # input_scale is optional in ModelOpt exports: adopt it when present, drop it when this
+        # module's state is loaded without one (a partial load, strict=False, keeps it).
         if prefix + "input_scale" in state_dict:
             self.input_scale = torch.empty((), dtype=torch.float32, device=self.weight_scale_2.device)
-        else:
+        elif prefix + "weight" in state_dict:
             self.input_scale = None
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
@@ -221,7 +222,7 @@ class FP8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fp8_input(x, self)
-        return _fp8_linear(x, self.weight, self.weight_scale.view(1, -1), self.bias, self.gelu)
+        return _fp8_linear(x, self.weight.view(torch.uint8), self.weight_scale.view(1, -1), self.bias, self.gelu)
 
     def extra_repr(self) -> str:
         return _describe(self, self.weight.numel() + self.weight_scale.numel() * 4)

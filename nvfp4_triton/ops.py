@@ -72,10 +72,11 @@ def _w4a8_linear(
 
 @torch.library.custom_op("nvfp4_triton::fp8_linear", mutates_args=())
 def _fp8_linear(
-    x: torch.Tensor, w8: torch.Tensor, column_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+    x: torch.Tensor, w8_bits: torch.Tensor, column_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
 ) -> torch.Tensor:
-    y = fp8_gemm(_rows(x), w8, column_scale, bias, gelu=gelu)
-    return y.reshape(*x.shape[:-1], w8.shape[0])
+    # The E4M3 weight travels as uint8 bits, like the block scales of the other ops.
+    y = fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu)
+    return y.reshape(*x.shape[:-1], w8_bits.shape[0])
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -98,8 +99,8 @@ def _(x, packed, block_scale_bits, global_scale, multipliers, column_scale, bias
 
 
 @_fp8_linear.register_fake
-def _(x, w8, column_scale, bias, gelu=False):
-    return x.new_empty((*x.shape[:-1], w8.shape[0]))
+def _(x, w8_bits, column_scale, bias, gelu=False):
+    return x.new_empty((*x.shape[:-1], w8_bits.shape[0]))
 
 
 def nvfp4_linear(

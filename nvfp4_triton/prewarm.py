@@ -2,7 +2,8 @@
 
     python -m nvfp4_triton.prewarm [--config PATH | --checkpoint DIR] [--resolution 1024x1024 ...]
                                    [--batch 1 ...] [--text-len 512] [--recipe modelopt|mixed]
-                                   [--dtype bf16 ...] [--dry-run] [--require-gpu]
+                                   [--dtype bf16 ...] [--activation none|fp8|nvfp4] [--resident fp8]
+                                   [--dry-run] [--require-gpu]
 
 With no arguments it prewarms FLUX.1-dev (bundled config, ModelOpt's NVFP4 recipe) at
 1024x1024, batch 1. A process started afterwards on the same machine (or one that imported
@@ -71,19 +72,55 @@ def _random_weight(n: int, k: int, device: torch.device):
     return NVFP4Weight(packed, scale, torch.ones((), device=device), (n, k))
 
 
+def _mode_runner(activation: str | None, resident: str | None):
+    """(tuner or None, fn(x, weight, bias)) running one GEMM the way the model will in this mode."""
+    from . import fp8, gemm
+    from .act_quant import quantize_activation_nvfp4
+
+    if resident == "fp8":
+        def run(x, w, b):
+            multipliers, column = fp8.weight_scales(w)
+            gemm.fp8_gemm(x, fp8.dequantize_to_fp8(w.packed, w.block_scale, multipliers), column, b)
+        return None, run
+    if activation == "fp8":
+        def run(x, w, b):
+            gemm.w4a8_gemm(x, w.packed, w.block_scale, w.global_scale, *fp8.weight_scales(w), b)
+        return gemm.fp8_tuner, run
+    if activation == "nvfp4":
+        def run(x, w, b):
+            xq, _, _ = quantize_activation_nvfp4(x, w.global_scale)
+            gemm.w4a16_gemm(xq, w.packed, w.block_scale, w.global_scale, b)
+        return gemm.tuner, run
+    return gemm.tuner, lambda x, w, b: gemm.w4a16_gemm(x, w.packed, w.block_scale, w.global_scale, b)
+
+
 def prewarm(
     plan: ShapePlan,
     dtypes: tuple[torch.dtype, ...] = (torch.bfloat16,),
     bias: bool = True,
     device: torch.device | str | None = None,
     progress: Callable[[str], None] = print,
+    activation: str | None = None,
+    resident: str | None = None,
 ) -> PrewarmReport:
     """Tune (or load) and compile the kernel config of every distinct GEMM in ``plan`` on ``device``.
 
     Needs a CUDA device. ``bias`` matches the model's linears (FLUX's all have one).
+    ``activation`` / ``resident`` select the mode the model will run (see ``nvfp4_linear`` and
+    ``FP8Linear``); FP8-resident layers run cuBLAS only, so only their activation kernel compiles.
     """
     from . import gemm
     from .cache import cache_root
+    from .autotune import Tuner
+    from .ops import ACTIVATIONS
+
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"prewarm: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if resident not in (None, "fp8"):
+        raise ValueError(f"prewarm: resident must be None or 'fp8', got {resident!r}")
+    tuner, run = _mode_runner(activation, resident)
+    empty = Tuner("none")  # stands in for modes that tune nothing
+    tuner = tuner or empty
 
     device = torch.device(device or "cuda")
     if device.type != "cuda":
@@ -100,15 +137,15 @@ def prewarm(
             for dtype in dtypes:
                 step += 1
                 x = torch.randn(m, k, device=device, dtype=dtype)
-                before = (gemm.tuner.stats.tuned, gemm.tuner.stats.loaded, compiled[0])
-                known = gemm.tuner.lookup((device.index, dtype, gemm.m_bucket(m), n, k, bias)) is not None
+                key = (device.index, dtype, gemm.m_bucket(m), n, k, bias)
+                before = (tuner.stats.tuned, tuner.stats.loaded, compiled[0])
+                known = tuner.lookup(key) is not None
                 t0 = time.perf_counter()
-                gemm.w4a16_gemm(x, weight.packed, weight.block_scale, weight.global_scale,
-                                b.to(dtype) if b is not None else None)
+                run(x, weight, b.to(dtype) if b is not None else None)
                 torch.cuda.synchronize(device)
                 dt = time.perf_counter() - t0
-                tuned = gemm.tuner.stats.tuned - before[0]
-                loaded = gemm.tuner.stats.loaded - before[1]
+                tuned = tuner.stats.tuned - before[0]
+                loaded = tuner.stats.loaded - before[1]
                 new_bins = compiled[0] - before[2]
                 if tuned:
                     what = f"tuned in {dt:.1f} s"
@@ -116,11 +153,13 @@ def prewarm(
                     what = "cached"
                 elif known:
                     what = f"same tuning as M bucket {gemm.m_bucket(m)}"
+                elif tuner is empty:
+                    what = "cuBLAS FP8 (nothing to tune)"
                 else:
                     what = "default config (autotuning off)"
                 if new_bins and not tuned:
                     what += f", compiled {new_bins} kernel(s)"
-                cfg = gemm.tuner.lookup((device.index, dtype, gemm.m_bucket(m), n, k, bias))
+                cfg = tuner.lookup(key)
                 tile = describe(cfg) if cfg else ""
                 line = f"[{step:3}/{total}] M={m:<6} N={n:<6} K={k:<6} {str(dtype)[6:]:9} {what:40} {tile}"
                 report.lines.append(line)
@@ -156,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="modelopt",
                         help="which linears are NVFP4 when not read from --checkpoint (default modelopt)")
     parser.add_argument("--dtype", choices=sorted(DTYPES), nargs="+", default=["bf16"], help="activation dtypes")
+    parser.add_argument("--activation", choices=["none", "fp8", "nvfp4"], default="none",
+                        help="how the model will run its activations (see nvfp4_linear; default none = W4A16)")
+    parser.add_argument("--resident", choices=["fp8"], help="the model keeps its weights converted to FP8")
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
     parser.add_argument("--require-gpu", action="store_true", help="fail (exit 1) when there is no CUDA GPU")
     args = parser.parse_args(argv)
@@ -181,7 +223,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{message} (the plan above is what a GPU machine would prepare)")
         return 0
     print(f"prewarming on {torch.cuda.get_device_name()}", flush=True)
-    prewarm(plan, dtypes=tuple(DTYPES[d] for d in args.dtype), progress=lambda s: print(s, flush=True))
+    prewarm(plan, dtypes=tuple(DTYPES[d] for d in args.dtype), progress=lambda s: print(s, flush=True),
+            activation=None if args.activation == "none" else args.activation, resident=args.resident)
     return 0
 
 

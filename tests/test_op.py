@@ -7,8 +7,8 @@ import textwrap
 import pytest
 import torch
 
-from nvfp4_triton import nvfp4_linear, quantize
-from nvfp4_triton.ops import _w4a16_linear
+from nvfp4_triton import FP8Linear, NVFP4Linear, fp8, nvfp4_linear, quantize
+from nvfp4_triton.ops import _fp8_linear, _w4a4_linear, _w4a8_linear, _w4a16_linear
 
 from .checks import assert_matches_reference
 
@@ -45,11 +45,34 @@ def test_bad_arguments_raise_naming_the_argument(problem, make, error, match):
         nvfp4_linear(x, q, bias)
 
 
-def test_custom_op_passes_torch_opcheck(problem):
+def test_custom_ops_pass_torch_opcheck(problem):
     x, q, bias = problem
+    bits = q.block_scale.view(torch.uint8)
+    input_scale = (x.float().abs().amax() / 2688).reshape(())
+    multipliers, column = fp8.weight_scales(q)
+    resident = FP8Linear.from_nvfp4(NVFP4Linear.from_weight(q))
     for b in (bias, None):
-        torch.library.opcheck(_w4a16_linear, (x, q.packed, q.block_scale.view(torch.uint8), q.global_scale, b),
-                              test_utils=("test_schema", "test_faketensor", "test_aot_dispatch_dynamic"))
+        for gelu in (False, True):
+            for op, args in [
+                (_w4a16_linear, (x, q.packed, bits, q.global_scale, b, gelu)),
+                (_w4a4_linear, (x, q.packed, bits, q.global_scale, input_scale, b, gelu)),
+                (_w4a8_linear, (x, q.packed, bits, q.global_scale, multipliers, column, b, gelu)),
+                (_fp8_linear, (x, resident.weight.view(torch.uint8), resident.weight_scale.view(1, -1), b, gelu)),
+            ]:
+                torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor",
+                                                             "test_aot_dispatch_dynamic"))
+
+
+@pytest.mark.parametrize("mode", [{"activation": "fp8"}, {"activation": "nvfp4"}, {"resident": "fp8"}])
+def test_every_mode_traces_into_one_graph(problem, mode):
+    x, q, bias = problem
+    layer = NVFP4Linear.from_weight(q, bias, input_scale=(x.float().abs().amax() / 2688).reshape(()))
+    layer.activation, layer.gelu = mode.get("activation"), True
+    if "resident" in mode:
+        layer = FP8Linear.from_nvfp4(layer)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    assert torch.equal(compiled(x), layer(x))
 
 
 def test_traces_into_one_graph_without_breaks(problem):

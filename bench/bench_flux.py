@@ -1,0 +1,236 @@
+"""End to end: one full-size FLUX.1-dev transformer forward (one denoising step), BF16 against NVFP4 modes.
+
+    python bench/bench_flux.py [--variants bf16 w4a16 ...] [--resolution 1024x1024] [--batch 1]
+                               [--runs 10] [--no-compile] [--work DIR] [--json PATH]
+
+Each variant builds the BF16 FluxTransformer2DModel from the bundled config with random weights
+(fixed seed, no download; linears ~N(0, 1/in_features), norms 1, biases small) straight on the
+GPU, converts it layer by layer (so two copies never coexist), then measures:
+- the median latency of one forward over ``--runs`` runs after warm-up, eager and under
+  ``torch.compile`` (default settings, the same for every variant), with dynamo's graph-break count;
+- peak GPU memory during a forward, and the transformer's weight bytes;
+- the output's error against BF16 (relative L2, cosine), from the BF16 output saved under --work;
+- the CUDA time split of one eager forward (torch.profiler): cuBLAS GEMMs, our Triton kernels,
+  attention, everything else.
+
+Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
+fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
+on the benchmark input itself). All NVFP4 variants fuse GELU-tanh into its GEMM. Run bf16 first
+(or in the same call): the others compare against its saved output. The JSON of several calls
+is merged into one file with --json (rows replaced by variant and compile setting).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import torch
+import torch._dynamo
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from diffusers import FluxTransformer2DModel  # noqa: E402
+
+from nvfp4_triton import FP8Linear, NVFP4Linear  # noqa: E402
+from nvfp4_triton.fusion import fuse_gelu  # noqa: E402
+from nvfp4_triton.shapes import RECIPES, is_excluded, load_config  # noqa: E402
+
+VARIANTS = {
+    "bf16": None,
+    "w4a16": dict(recipe="modelopt", activation=None),
+    "w4a16-mixed": dict(recipe="mixed", activation=None),
+    "fp8": dict(recipe="modelopt", activation="fp8"),
+    "fp8-resident": dict(recipe="modelopt", resident="fp8"),
+    "w4a4": dict(recipe="modelopt", activation="nvfp4"),
+}
+OURS = ("w4a16_gemm_kernel", "nvfp4_dequant_kernel", "fp8_row_quant_kernel", "nvfp4_act_quant_kernel")
+
+
+def build_bf16(seed: int = 0) -> torch.nn.Module:
+    with torch.device("meta"):
+        model = FluxTransformer2DModel.from_config(load_config("flux1-dev"))
+    model = model.to_empty(device="cuda").to(torch.bfloat16)
+    gen = torch.Generator(device="cuda").manual_seed(seed)
+    with torch.no_grad():
+        for name, t in model.state_dict().items():
+            if t.dim() == 2:
+                t.copy_(torch.randn(t.shape, generator=gen, device="cuda") / math.sqrt(t.shape[1]))
+            elif name.endswith("bias"):
+                t.copy_(torch.randn(t.shape, generator=gen, device="cuda") * 0.01)
+            else:
+                t.fill_(1.0)
+    return model.eval().requires_grad_(False)
+
+
+def inputs(resolution: tuple[int, int], batch: int, seed: int = 1) -> dict:
+    g = torch.Generator(device="cuda").manual_seed(seed)
+    img, txt = (resolution[0] // 16) * (resolution[1] // 16), 512
+    bf = dict(device="cuda", dtype=torch.bfloat16)
+    return dict(hidden_states=torch.randn(batch, img, 64, generator=g, **bf),
+                encoder_hidden_states=torch.randn(batch, txt, 4096, generator=g, **bf),
+                pooled_projections=torch.randn(batch, 768, generator=g, **bf),
+                timestep=torch.full((batch,), 0.5, **bf), guidance=torch.full((batch,), 3.5, **bf),
+                img_ids=torch.zeros(img, 3, device="cuda"), txt_ids=torch.zeros(txt, 3, device="cuda"))
+
+
+def calibrate(model: torch.nn.Module, names: list[str], args: dict) -> dict[str, torch.Tensor]:
+    """``input_scale`` per linear: amax of its input over one forward, / (6 * 448), as ModelOpt calibrates."""
+    amax: dict[str, torch.Tensor] = {}
+    hooks = [model.get_submodule(n).register_forward_pre_hook(
+        lambda mod, a, n=n: amax.__setitem__(n, a[0].float().abs().amax())) for n in names]
+    with torch.no_grad():
+        model(**args, return_dict=False)
+    for h in hooks:
+        h.remove()
+    return {n: (v / 2688).reshape(()) for n, v in amax.items()}
+
+
+def convert(model: torch.nn.Module, recipe: str, activation=None, resident=None, args=None) -> torch.nn.Module:
+    """Quantize every nn.Linear the recipe does not exclude, in place, one layer at a time; then fuse GELU."""
+    names = [n for n, m in model.named_modules() if isinstance(m, torch.nn.Linear) and not is_excluded(n, RECIPES[recipe])]
+    scales = calibrate(model, names, args) if activation == "nvfp4" else {}
+    for name in names:
+        parent, _, leaf = name.rpartition(".")
+        owner = model.get_submodule(parent)
+        layer = NVFP4Linear.from_linear(getattr(owner, leaf))
+        layer.activation = activation
+        if name in scales:
+            layer.input_scale = scales[name]
+        setattr(owner, leaf, FP8Linear.from_nvfp4(layer) if resident == "fp8" else layer)
+    torch.cuda.empty_cache()
+    fuse_gelu(model)
+    return model
+
+
+def weight_bytes(model: torch.nn.Module) -> int:
+    return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
+
+
+def time_forward(fn, args: dict, runs: int, warmup: int = 3) -> tuple[float, torch.Tensor]:
+    with torch.no_grad():
+        for _ in range(warmup):
+            out = fn(**args, return_dict=False)[0]
+        torch.cuda.synchronize()
+        times = []
+        for _ in range(runs):
+            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            start.record()
+            out = fn(**args, return_dict=False)[0]
+            end.record()
+            torch.cuda.synchronize()
+            times.append(start.elapsed_time(end))
+    return sorted(times)[len(times) // 2], out
+
+
+def cuda_time_split(model: torch.nn.Module, args: dict) -> dict[str, float]:
+    """ms of CUDA kernel time per class over one eager forward."""
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
+        model(**args, return_dict=False)
+        torch.cuda.synchronize()
+    split = {"gemm_cublas": 0.0, "ours_triton": 0.0, "attention": 0.0, "other": 0.0}
+    for evt in prof.key_averages():
+        us = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0.0)
+        if evt.device_type.name != "CUDA" or not us:
+            continue
+        name = evt.key.lower()
+        if any(k in name for k in OURS):
+            split["ours_triton"] += us / 1e3
+        elif any(k in name for k in ("flash", "fmha", "attention", "sdpa")):
+            split["attention"] += us / 1e3
+        elif any(k in name for k in ("gemm", "nvjet", "xmma", "cutlass", "cublas", "sm90_", "sm80_")):
+            split["gemm_cublas"] += us / 1e3
+        else:
+            split["other"] += us / 1e3
+    return split
+
+
+def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
+    spec = VARIANTS[name]
+    t0 = time.perf_counter()
+    model = build_bf16()
+    if spec is not None:
+        model = convert(model, args=args, **spec)
+    build_s = time.perf_counter() - t0
+    torch.cuda.synchronize()
+    rows = []
+    modes = [False] if opts.no_compile else [False, True]
+    for compiled in modes:
+        torch._dynamo.reset()
+        torch._dynamo.utils.counters.clear()
+        fn = torch.compile(model) if compiled else model
+        torch.cuda.reset_peak_memory_stats()
+        t1 = time.perf_counter()
+        ms, out = time_forward(fn, args, opts.runs)
+        row = {"variant": name, "compiled": compiled, "step_ms": ms, "build_s": build_s,
+               "warmup_and_runs_s": time.perf_counter() - t1,
+               "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
+               "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0}
+        ref_path = work / f"bf16-{'compiled' if compiled else 'eager'}.pt"
+        if name == "bf16":
+            torch.save(out.float().cpu(), ref_path)
+        if ref_path.exists():
+            ref = torch.load(ref_path).cuda()
+            o = out.float()
+            row["rel_l2_vs_bf16"] = float((o - ref).norm() / ref.norm())
+            row["cosine_vs_bf16"] = float(torch.nn.functional.cosine_similarity(o.flatten(), ref.flatten(), dim=0))
+        if not compiled:
+            row["cuda_ms_split"] = cuda_time_split(model, args)
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    del model
+    torch.cuda.empty_cache()
+    return rows
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--resolution", default="1024x1024")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--runs", type=int, default=10)
+    parser.add_argument("--no-compile", action="store_true", help="eager only")
+    parser.add_argument("--work", type=Path, default=Path("/tmp/nvfp4_bench_flux"),
+                        help="folder for the BF16 reference outputs")
+    parser.add_argument("--json", type=Path, help="merge the rows into this JSON file")
+    opts = parser.parse_args()
+    if not torch.cuda.is_available():
+        parser.error("needs a CUDA GPU")
+    resolution = tuple(int(v) for v in opts.resolution.lower().split("x"))
+    opts.work.mkdir(parents=True, exist_ok=True)
+    args = inputs(resolution, opts.batch)
+    env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
+           "triton": __import__("triton").__version__, "diffusers": __import__("diffusers").__version__,
+           "resolution": opts.resolution, "batch": opts.batch, "runs": opts.runs}
+    print(json.dumps(env), flush=True)
+    rows = [row for name in opts.variants for row in run_variant(name, args, opts, opts.work)]
+    if opts.json:
+        old = json.loads(opts.json.read_text()) if opts.json.exists() else {"rows": []}
+        fresh = {(r["variant"], r["compiled"]) for r in rows}
+        kept = [r for r in old["rows"] if (r["variant"], r["compiled"]) not in fresh]
+        opts.json.parent.mkdir(parents=True, exist_ok=True)
+        opts.json.write_text(json.dumps({"environment": env, "rows": kept + rows}, indent=2))
+    report(rows)
+    return 0
+
+
+def report(rows: list[dict]) -> None:
+    base = {r["compiled"]: r["step_ms"] for r in rows if r["variant"] == "bf16"}
+    print(f"{'variant':14} {'mode':8} {'step ms':>8} {'vs bf16':>8} {'weights GiB':>12} {'peak GiB':>9} "
+          f"{'rel L2':>7} {'cosine':>7} {'breaks':>6}")
+    for r in rows:
+        speed = f"{base[r['compiled']] / r['step_ms']:8.3f}" if r["compiled"] in base else f"{'':8}"
+        print(f"{r['variant']:14} {'compile' if r['compiled'] else 'eager':8} {r['step_ms']:8.1f} {speed} "
+              f"{r['weight_bytes'] / 2**30:12.2f} {r['peak_bytes'] / 2**30:9.2f} "
+              f"{r.get('rel_l2_vs_bf16', float('nan')):7.4f} {r.get('cosine_vs_bf16', float('nan')):7.4f} "
+              f"{r['graph_breaks']:6}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
