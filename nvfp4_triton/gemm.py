@@ -40,14 +40,19 @@ def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
 
 
 def _resolve(which: Tuner, x: torch.Tensor, n: int, has_bias: bool, launch, extra) -> GemmConfig:
-    """The config for this call's key: remembered, else found by the tuner timing ``launch`` on these tensors."""
+    """The config for this call's key: remembered, else found by the tuner timing ``launch`` on these tensors.
+
+    ``launch(cfg, out)`` runs one config into ``out``; timing writes into a throw-away output.
+    """
     m, k = x.shape
     key = (x.device.index, x.dtype, m_bucket(m), n, k, has_bias)
     config = which.lookup(key)
     if config is None:
+        probe = torch.empty((m, n), dtype=x.dtype, device=x.device)
+
         def bench(cfg: GemmConfig) -> float:
             with compile_scope():
-                return benchmark_ms(lambda: launch(cfg))
+                return benchmark_ms(lambda: launch(cfg, probe))
 
         heuristic_only = x.device.type != "cuda" or interpreter_active()
         config = which.resolve(key, bench, heuristic_only, extra)
@@ -77,16 +82,15 @@ def w4a16_gemm(
         return y
     scale_bits = block_scale.view(torch.uint8)
 
-    def launch(cfg: GemmConfig, dst: torch.Tensor = y) -> None:
+    def launch(cfg: GemmConfig, dst: torch.Tensor) -> None:
         _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
-    if config is None:
-        def two_pass_candidates() -> tuple:
-            return TWO_PASS_CANDIDATES if scratch.dense_buffer(n, x.shape[1], x.dtype, x.device) is not None else ()
+    def two_pass_candidates() -> tuple:
+        return TWO_PASS_CANDIDATES if scratch.dense_buffer(n, x.shape[1], x.dtype, x.device) is not None else ()
 
-        probe = torch.empty_like(y)
-        config = _resolve(tuner, x, n, bias is not None, lambda cfg: launch(cfg, probe), two_pass_candidates)
-    launch_once_compiled(lambda: launch(config), x, config, bias is not None, gelu, n, x.shape[1])
+    if config is None:
+        config = _resolve(tuner, x, n, bias is not None, launch, two_pass_candidates)
+    launch_once_compiled(lambda: launch(config, y), x, config, bias is not None, gelu, n, x.shape[1])
     return y
 
 
@@ -112,7 +116,7 @@ def w4a8_gemm(
         return y
     scale_bits = block_scale.view(torch.uint8)
 
-    def launch(cfg: GemmConfig, dst: torch.Tensor = y) -> None:
+    def launch(cfg: GemmConfig, dst: torch.Tensor) -> None:
         if isinstance(cfg, Fp8Config):
             w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device)
             if w8 is not None:
@@ -122,13 +126,12 @@ def w4a8_gemm(
             cfg = default_config(x.shape[0], n, k)  # scratch capped or off since tuning
         _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
-    if config is None:
-        def fp8_candidates() -> tuple:
-            return FP8_CANDIDATES if scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device) is not None else ()
+    def fp8_candidates() -> tuple:
+        return FP8_CANDIDATES if scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device) is not None else ()
 
-        probe = torch.empty_like(y)
-        config = _resolve(fp8_tuner, x, n, bias is not None, lambda cfg: launch(cfg, probe), fp8_candidates)
-    launch_once_compiled(lambda: launch(config), x, config, bias is not None, gelu, n, x.shape[1])
+    if config is None:
+        config = _resolve(fp8_tuner, x, n, bias is not None, launch, fp8_candidates)
+    launch_once_compiled(lambda: launch(config, y), x, config, bias is not None, gelu, n, x.shape[1])
     return y
 
 
@@ -190,12 +193,13 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y,
 
 
 def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor, gelu: bool) -> None:
-    """``y = act(x @ w^T + bias)`` by cuBLAS; GELU-tanh rides cuBLASLt's bias epilogue on CUDA.
+    """``y = act(x @ w^T + bias)`` by cuBLAS; with a bias on CUDA, GELU-tanh rides cuBLASLt's epilogue.
 
-    (On the CPU, ``_addmm_activation`` would apply the exact GELU, so it is applied separately there.)
+    (``torch._addmm_activation`` applies ReLU unless ``use_gelu``, and the exact GELU on the CPU:
+    it serves the GELU case on CUDA only.)
     """
-    if bias is not None and x.device.type == "cuda":
-        torch._addmm_activation(bias.to(x.dtype), x, w.t(), use_gelu=gelu, out=y)
+    if gelu and bias is not None and x.device.type == "cuda":
+        torch._addmm_activation(bias.to(x.dtype), x, w.t(), use_gelu=True, out=y)
         return
     if bias is None:
         torch.mm(x, w.t(), out=y)

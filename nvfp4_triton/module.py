@@ -22,7 +22,7 @@ from torch import nn
 
 from . import fp8
 from . import format as fmt
-from .ops import ACTIVATIONS, _fp8_linear, nvfp4_linear
+from .ops import ACTIVATIONS, _fp8_linear, call_op, nvfp4_linear
 from .weight import NVFP4Weight, quantize
 
 
@@ -222,7 +222,8 @@ class FP8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fp8_input(x, self)
-        return _fp8_linear(x, self.weight.view(torch.uint8), self.weight_scale.view(1, -1), self.bias, self.gelu)
+        return call_op(_fp8_linear, x, self.weight.view(torch.uint8), self.weight_scale.view(1, -1), self.bias,
+                       self.gelu)
 
     def extra_repr(self) -> str:
         return _describe(self, self.weight.numel() + self.weight_scale.numel() * 4)
