@@ -3,16 +3,18 @@
     python bench/bench_gemm.py [--shapes flux|small|all] [--modes two_pass w4a16 fp8 ...] [--json PATH]
 
 Columns: forced two-pass, tuned W4A16 ("ours", with the strategy the tuner chose and its % of the
-regime's measured ceiling), activation="fp8" (tuned), FP8 two-pass with fast accumulation,
+regime's measured ceiling), activation="fp8" (tuned), FP8 two-pass with full-precision accumulation,
 FP8-resident weights, and W4A4 emulation; each with its error against exact NVFP4 x BF16.
 
 Configs are autotuned on first use (into the usual cache); NVFP4_TRITON_AUTOTUNE=0 times the
 default config instead.
 
-Both sides get the same bf16 activation and bias. Each call is captured in a CUDA graph and
-the replay is timed by ``triton.testing.do_bench`` (median), which clears the L2 cache before
-every replay, so weights are read from HBM as in a real forward and host overhead is left out:
-this is GPU time. The W4A16 column is also timed eagerly (``w4a16_eager``), host overhead included. Ratios above 1 mean NVFP4 is faster. Each shape is also
+Both sides get the same bf16 activation and bias, and are timed as the tuner times candidates
+(``nvfp4_triton.autotune.benchmark_ms``): each call is captured in a CUDA graph and the replay
+timed by ``triton.testing.do_bench`` (median), which clears the L2 cache before every replay, so
+weights are read from HBM as in a real forward and host overhead is left out: this is GPU time.
+The W4A16 column is also timed eagerly (``w4a16_eager``), host overhead included. Ratios above 1
+mean NVFP4 is faster. Each shape is also
 checked against the float64 product with the dequantized weight before it is timed.
 """
 
@@ -39,7 +41,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flux_shapes import SHAPE_SETS  # noqa: E402
 
 from nvfp4_triton import __version__, fp8, gemm, nvfp4_linear, quantize  # noqa: E402
-from nvfp4_triton.autotune import autotune_enabled  # noqa: E402
+from nvfp4_triton.autotune import autotune_enabled, benchmark_ms  # noqa: E402
 from nvfp4_triton.module import FP8Linear, NVFP4Linear  # noqa: E402
 from nvfp4_triton.scratch import scratch_bytes  # noqa: E402
 from nvfp4_triton.tiling import Fp8Config, TwoPassConfig, describe  # noqa: E402
@@ -76,9 +78,9 @@ def warm_up_gpu(seconds: float = 2.0) -> None:
         torch.cuda.synchronize()
 
 
-MODES = ("two_pass", "w4a16", "fp8", "fp8_fast", "resident", "w4a4")
+MODES = ("two_pass", "w4a16", "fp8", "fp8_exact_accum", "resident", "w4a4")
 """Columns besides cuBLAS BF16: forced two-pass, tuned W4A16 ("ours"), activation="fp8" (tuned),
-FP8 two-pass with fast accumulation, FP8-resident weights, W4A4 emulation."""
+FP8 two-pass with full-precision accumulation, FP8-resident weights, W4A4 emulation."""
 
 
 def measure_ceilings() -> dict:
@@ -89,20 +91,6 @@ def measure_ceilings() -> dict:
     dst = torch.empty_like(src)
     copy_ms = do_bench(lambda: dst.copy_(src), warmup=25, rep=200, return_mode="median")
     return {"bf16_tflops": 2 * 8192**3 / mm_ms * 1e-9, "copy_gbps": 2 * 2**30 / copy_ms * 1e-6}
-
-
-def gpu_ms(fn) -> float:
-    """GPU time of one ``fn()``: captured once in a CUDA graph (on a side stream, warmed there first so the
-    scratch buffer of that stream exists), then the replay timed with the L2 flushed before each."""
-    stream = torch.cuda.Stream()
-    stream.wait_stream(torch.cuda.current_stream())
-    with torch.cuda.stream(stream):
-        fn()
-    torch.cuda.current_stream().wait_stream(stream)
-    graph = torch.cuda.CUDAGraph()
-    with torch.cuda.graph(graph, stream=stream):
-        fn()
-    return do_bench(graph.replay, warmup=25, rep=100, return_mode="median")
 
 
 def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceilings: dict) -> dict:
@@ -119,24 +107,24 @@ def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceil
         "two_pass": lambda: gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=TwoPassConfig()),
         "w4a16": lambda: nvfp4_linear(x, q, bias),
         "fp8": lambda: nvfp4_linear(x, q, bias, activation="fp8", fp8_scales=scales),
-        "fp8_fast": lambda: gemm.w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, *scales, bias,
-                                           config=Fp8Config(fast_accum=True)),
+        "fp8_exact_accum": lambda: gemm.w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, *scales, bias,
+                                                  config=Fp8Config(fast_accum=False)),
         "resident": lambda: resident(x),
         "w4a4": lambda: nvfp4_linear(x, q, bias, activation="nvfp4", input_scale=input_scale),
     }
     ref = F.linear(x.double(), q.dequantize(torch.float64), bias.double())
     row = {"label": label, "M": m, "N": n, "K": k}
-    row["bf16_ms"] = gpu_ms(lambda: F.linear(x, w_bf16, bias))
+    row["bf16_ms"] = benchmark_ms(lambda: F.linear(x, w_bf16, bias))
     flops = 2.0 * m * n * k
     for mode in modes:
         try:
             out = calls[mode]()
-        except RuntimeError as err:  # cuBLAS has no FP8 algorithm for some forced configs (fast accum, M = 1)
+        except RuntimeError as err:  # a forced config cuBLAS cannot run
             print(f"  {label} {mode}: {str(err).splitlines()[0][:100]}", flush=True)
             row.update({f"{mode}_err": math.nan, f"{mode}_ms": math.nan, f"{mode}_ratio": math.nan})
             continue
         row[f"{mode}_err"] = float((out.double() - ref).norm() / ref.norm())
-        t = gpu_ms(calls[mode])
+        t = benchmark_ms(calls[mode])
         row[f"{mode}_ms"] = t
         row[f"{mode}_ratio"] = row["bf16_ms"] / t
         if mode == "w4a16":

@@ -9,7 +9,10 @@ host synchronization and no allocation, so they can be captured in CUDA graphs.
 M bucket: M rounded to the nearest power of two on a log scale, ``2 ** round(log2(M))``.
 4096 and 4100 share bucket 4096; 16 and 4096 do not; 3072 and 4608 tune as 4096.
 
-``NVFP4_TRITON_AUTOTUNE=0`` never benchmarks: every key gets ``tiling.default_config``, a
+Timings are GPU time (CUDA-graph replays, see ``benchmark_ms``).
+
+``NVFP4_TRITON_AUTOTUNE=0`` never benchmarks: every key gets the tuner's default
+(``tiling.default_config``, or ``default_fp8_config`` for ``activation="fp8"``), a
 deterministic function of the shape. The same happens under Triton's interpreter, on the CPU,
 and (without remembering it) while a CUDA graph is being captured.
 """
@@ -26,6 +29,7 @@ from dataclasses import dataclass
 import torch
 import triton
 
+from . import scratch
 from .cache import compiled
 from .cache.keys import environment
 from .cache.store import TuningStore, cache_root, warn_once
@@ -62,7 +66,7 @@ _LARGE_M = [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (128, 256, 64, 8, 3), (
 TWO_PASS_CANDIDATES = (TwoPassConfig(64, 128, 4), TwoPassConfig(32, 256, 4))
 """Two-pass configs timed beside the fused ones whenever the scratch limit admits the weight."""
 
-FP8_CANDIDATES = (Fp8Config(64, 128, 4), Fp8Config(32, 256, 4))
+FP8_CANDIDATES = (Fp8Config(64, 128, 4), Fp8Config(32, 256, 4))  # fast accumulation on: see Fp8Config
 """FP8 two-pass configs timed beside the fused ones for ``activation="fp8"`` (scratch permitting)."""
 
 
@@ -195,9 +199,32 @@ def _config_of(record: dict | None, name: str) -> GemmConfig | None:
 
 
 def benchmark_ms(fn: Callable[[], object]) -> float:
-    """Median time of ``fn`` in ms (L2 flushed between calls), after one untimed call that compiles it."""
+    """GPU time of one ``fn()`` in ms: the median over CUDA-graph replays, L2 flushed before each.
+
+    ``fn`` runs once eagerly first (compiling what it needs), then once on a side stream (so
+    that stream's scratch buffer exists), and is captured there. Timing the replay leaves out
+    the host's launch overhead, which would otherwise favour strategies with fewer launches even
+    where they are slower on the GPU; in a model, host work overlaps the GPU's. Where capture is
+    impossible, the eager call is timed instead.
+    """
     fn()
-    return triton.testing.do_bench(fn, warmup=BENCH_WARMUP_MS, rep=BENCH_REP_MS, return_mode="median")
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.stream(stream):
+            fn()
+        with torch.cuda.graph(graph, stream=stream):
+            fn()
+        run = graph.replay
+    except RuntimeError:
+        run = fn
+    torch.cuda.current_stream().wait_stream(stream)
+    try:
+        return triton.testing.do_bench(run, warmup=BENCH_WARMUP_MS, rep=BENCH_REP_MS, return_mode="median")
+    finally:
+        del graph
+        scratch.release_stream(stream)
 
 
 def compile_scope():

@@ -135,19 +135,26 @@ def w4a8_gemm(
     return y
 
 
+FAST_ACCUM_MIN_M = 64
+"""Below this M, FP8 GEMMs accumulate at full precision: they are memory-bound there, and cuBLAS has
+no fast-accumulation algorithm for some skinny shapes (M <= 16, N = 3072, K = 12288 on an H200)."""
+
+
 def fp8_gemm(
     x: torch.Tensor,
     w8: torch.Tensor,
     column_scale: torch.Tensor,
     bias: torch.Tensor | None,
     gelu: bool = False,
-    fast_accum: bool = False,
+    fast_accum: bool = True,
     out: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """``act((fp8(x) @ w8^T) * column_scale + bias)``: quantize x per token, then ``torch._scaled_mm``.
 
-    ``w8`` is E4M3 ``[N, K]`` row-major; ``column_scale`` float32 ``[1, N]``.
+    ``w8`` is E4M3 ``[N, K]`` row-major; ``column_scale`` float32 ``[1, N]``. ``fast_accum``
+    applies from ``FAST_ACCUM_MIN_M`` rows on.
     """
+    fast_accum = fast_accum and x.shape[0] >= FAST_ACCUM_MIN_M
     xq, row_scale = quantize_rows_fp8(x)
     y = _output(x, w8.shape[0], out)
     bias = bias.to(x.dtype) if bias is not None else None

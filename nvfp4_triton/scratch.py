@@ -56,6 +56,11 @@ def release_scratch() -> None:
     _buffers.clear()
 
 
+def release_stream(stream: torch.cuda.Stream) -> None:
+    """Free the buffer of one stream (the tuner's short-lived timing streams)."""
+    _buffers.pop((stream.device.index, stream.stream_id), None)
+
+
 def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
     """An ``[n, k]`` view of this stream's buffer, or None when the limit or a graph capture forbids it."""
     need = n * k * dtype.itemsize

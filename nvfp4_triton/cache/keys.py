@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 import triton
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: tuning times GPU time (CUDA-graph replays), not host-inclusive calls
 KERNELS_DIR = Path(__file__).resolve().parent.parent / "kernels"
 
 
