@@ -11,7 +11,8 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
 - peak GPU memory during a forward, and the transformer's weight bytes;
 - the output's error against BF16 (relative L2, cosine), from the BF16 output saved under --work;
 - the CUDA time split of one eager forward (torch.profiler): cuBLAS GEMMs, our Triton kernels,
-  attention, everything else.
+  attention, everything else. Its sum ("GPU-busy") below the step time means the step waited on
+  the host (Python and kernel-launch overhead), not on the GPU.
 
 Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
 fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
@@ -222,11 +223,12 @@ def main() -> int:
 
 def report(rows: list[dict]) -> None:
     base = {r["compiled"]: r["step_ms"] for r in rows if r["variant"] == "bf16"}
-    print(f"{'variant':14} {'mode':8} {'step ms':>8} {'vs bf16':>8} {'weights GiB':>12} {'peak GiB':>9} "
-          f"{'rel L2':>7} {'cosine':>7} {'breaks':>6}")
+    print(f"{'variant':14} {'mode':8} {'step ms':>8} {'vs bf16':>8} {'GPU-busy ms':>11} {'weights GiB':>12} "
+          f"{'peak GiB':>9} {'rel L2':>7} {'cosine':>7} {'breaks':>6}")
     for r in rows:
         speed = f"{base[r['compiled']] / r['step_ms']:8.3f}" if r["compiled"] in base else f"{'':8}"
-        print(f"{r['variant']:14} {'compile' if r['compiled'] else 'eager':8} {r['step_ms']:8.1f} {speed} "
+        busy = sum(r["cuda_ms_split"].values()) if "cuda_ms_split" in r else float("nan")
+        print(f"{r['variant']:14} {'compile' if r['compiled'] else 'eager':8} {r['step_ms']:8.1f} {speed} {busy:11.1f} "
               f"{r['weight_bytes'] / 2**30:12.2f} {r['peak_bytes'] / 2**30:9.2f} "
               f"{r.get('rel_l2_vs_bf16', float('nan')):7.4f} {r.get('cosine_vs_bf16', float('nan')):7.4f} "
               f"{r['graph_breaks']:6}")

@@ -21,7 +21,7 @@ from nvfp4_triton.gemm import dequantize_into, w4a8_gemm, w4a16_gemm
 from nvfp4_triton.module import FP8Linear
 from nvfp4_triton.weight import NVFP4Weight
 
-from .checks import ELEMENT_RTOL, assert_matches_reference
+from .checks import ELEMENT_RTOL, GELU_SLOPE, assert_matches_reference
 from .strategies import GRID_AND_TIES
 
 FP8_ERROR_BOUND = 4e-2
@@ -194,7 +194,8 @@ def _fp8_reference(x, q, bias):
 @settings(max_examples=12)
 @given(seed=st.integers(0, 2**31), m=st.integers(1, 150), n=st.sampled_from([16, 48, 160]),
        k_blocks=st.integers(1, 12), dtype=st.sampled_from([torch.bfloat16, torch.float16]), has_bias=st.booleans(),
-       config=st.sampled_from([Fp8Config(), Fp8Config(32, 256, 4), TileConfig(16, 32, 32, num_warps=2)]))
+       config=st.sampled_from([Fp8Config(fast_accum=False), Fp8Config(32, 256, 4, fast_accum=False),
+                               TileConfig(16, 32, 32, num_warps=2)]))
 def test_w4a8_gemm_multiplies_the_fp8_operands_exactly(device, seed, m, n, k_blocks, dtype, has_bias, config):
     x, q, bias = _problem(seed, m, n, 16 * k_blocks, dtype, has_bias, device)
     mult, column = fp8.weight_scales(q)
@@ -273,6 +274,9 @@ def test_fused_gelu_equals_the_unfused_path(config):
         run = lambda gelu: w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, *scales, bias, config, gelu)  # noqa: E731
     else:
         run = lambda gelu: w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config, gelu=gelu)  # noqa: E731
-    fused, unfused = run(True).float(), torch.nn.functional.gelu(run(False), approximate="tanh").float()
-    # Fused applies GELU before the output is rounded to bf16, unfused after: one bf16 rounding apart.
-    assert bool(((fused - unfused).abs() <= 2.0**-7 * unfused.abs() + 1e-6).all())
+    pre = run(False).float()
+    fused, unfused = run(True).float(), torch.nn.functional.gelu(pre, approximate="tanh")
+    # Unfused applies GELU to the bf16-rounded pre-activation, fused to the unrounded one: they differ
+    # by that rounding (half a bf16 ulp) through GELU's slope, plus the output's own rounding.
+    bound = 2.0**-7 * unfused.abs() + GELU_SLOPE * 2.0**-8 * pre.abs() + 1e-6
+    assert bool(((fused - unfused).abs() <= bound).all())
