@@ -17,9 +17,15 @@ from .kernels._w4a16_gemm import w4a16_gemm_kernel
 _launched: set[tuple] = set()
 
 
+_INTERPRETED = not isinstance(w4a16_gemm_kernel, triton.runtime.JITFunction)
+
+
 def interpreter_active() -> bool:
-    """True when the kernels were built for Triton's CPU interpreter (``TRITON_INTERPRET=1`` at import)."""
-    return not isinstance(w4a16_gemm_kernel, triton.runtime.JITFunction)
+    """True when the kernels were built for Triton's CPU interpreter (``TRITON_INTERPRET=1`` at import).
+
+    A constant decided at import: torch.compile can trace a constant, not an isinstance test on a kernel.
+    """
+    return _INTERPRETED
 
 
 def launch_once_compiled(launch: Callable[[], None], x: torch.Tensor, *layout: Hashable) -> None:

@@ -204,7 +204,9 @@ def test_w4a8_gemm_multiplies_the_fp8_operands_exactly(device, seed, m, n, k_blo
         assert_matches_reference(y, x, q, bias)
         return
     ref, magnitude = _fp8_reference(x, q, bias)
-    bound = ELEMENT_RTOL[dtype] * ref.abs() + (16 * k_blocks + 2) * 2.0**-22 * magnitude + 1e-30
+    # To bf16 rounding for both output dtypes: on an H200, cuBLAS's FP8 GEMM with per-row scales
+    # came out of its epilogue less precise than one fp16 rounding.
+    bound = ELEMENT_RTOL[torch.bfloat16] * ref.abs() + (16 * k_blocks + 2) * 2.0**-22 * magnitude + 1e-30
     assert bool(((y.double() - ref).abs() <= bound).all())
 
 

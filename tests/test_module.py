@@ -130,13 +130,13 @@ def test_no_bias_layer(device):
     assert_matches_reference(layer(x), x, layer.nvfp4_weight)
 
 
-def test_module_traces_into_one_graph(linear):
+def test_module_traces_into_one_graph(linear, device):
     # aot_eager runs on the CPU too: fullgraph fails on any graph break, including in the module's own code.
-    layer = NVFP4Linear.from_linear(linear)
+    layer = NVFP4Linear.from_linear(linear).to(device)
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
-    x = torch.randn(3, 96, dtype=torch.bfloat16)
+    x = torch.randn(3, 96, dtype=torch.bfloat16, device=device)
     with torch.no_grad():
         assert torch.equal(compiled(x), layer(x))
-        layer.to("cpu")  # buffers unchanged: still the same graph
+        layer.to(device)  # buffers unchanged: still the same graph
         assert torch.equal(compiled(x), layer(x))
