@@ -39,14 +39,18 @@ def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
     return out
 
 
-def _resolve(which: Tuner, x: torch.Tensor, n: int, has_bias: bool, launch, extra) -> GemmConfig:
-    """The config for this call's key: remembered, else found by the tuner timing ``launch`` on these tensors.
+def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, launch, config: GemmConfig | None,
+         x: torch.Tensor, y: torch.Tensor, has_bias: bool, gelu: bool) -> None:
+    """Find the config (given, remembered, or tuned now) and launch it into ``y``.
 
-    ``launch(cfg, out)`` runs one config into ``out``; timing writes into a throw-away output.
+    ``launch(cfg, out)`` runs one config into ``out``. Tuning times the tuner's own candidates
+    plus ``scratch_candidates`` when the scratch limit admits the ``[N, K]`` weight in ``scratch_dtype``;
+    it writes into a throw-away output.
     """
     m, k = x.shape
+    n = y.shape[1]
     key = (x.device.index, x.dtype, m_bucket(m), n, k, has_bias)
-    config = which.lookup(key)
+    config = config or which.lookup(key)
     if config is None:
         probe = torch.empty((m, n), dtype=x.dtype, device=x.device)
 
@@ -54,9 +58,12 @@ def _resolve(which: Tuner, x: torch.Tensor, n: int, has_bias: bool, launch, extr
             with compile_scope():
                 return benchmark_ms(lambda: launch(cfg, probe))
 
+        def extra() -> tuple:
+            return scratch_candidates if scratch.dense_buffer(n, k, scratch_dtype, x.device) is not None else ()
+
         heuristic_only = x.device.type != "cuda" or interpreter_active()
         config = which.resolve(key, bench, heuristic_only, extra)
-    return config
+    launch_once_compiled(lambda: launch(config, y), x, config, has_bias, gelu, n, k)
 
 
 def w4a16_gemm(
@@ -85,12 +92,7 @@ def w4a16_gemm(
     def launch(cfg: GemmConfig, dst: torch.Tensor) -> None:
         _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
-    def two_pass_candidates() -> tuple:
-        return TWO_PASS_CANDIDATES if scratch.dense_buffer(n, x.shape[1], x.dtype, x.device) is not None else ()
-
-    if config is None:
-        config = _resolve(tuner, x, n, bias is not None, launch, two_pass_candidates)
-    launch_once_compiled(lambda: launch(config, y), x, config, bias is not None, gelu, n, x.shape[1])
+    _run(tuner, TWO_PASS_CANDIDATES, x.dtype, launch, config, x, y, bias is not None, gelu)
     return y
 
 
@@ -126,12 +128,7 @@ def w4a8_gemm(
             cfg = default_config(x.shape[0], n, k)  # scratch capped or off since tuning
         _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
-    def fp8_candidates() -> tuple:
-        return FP8_CANDIDATES if scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device) is not None else ()
-
-    if config is None:
-        config = _resolve(fp8_tuner, x, n, bias is not None, launch, fp8_candidates)
-    launch_once_compiled(lambda: launch(config, y), x, config, bias is not None, gelu, n, x.shape[1])
+    _run(fp8_tuner, FP8_CANDIDATES, torch.float8_e4m3fn, launch, config, x, y, bias is not None, gelu)
     return y
 
 

@@ -118,6 +118,8 @@ def prewarm(
         raise ValueError(f"prewarm: activation must be one of {ACTIVATIONS}, got {activation!r}")
     if resident not in (None, "fp8"):
         raise ValueError(f"prewarm: resident must be None or 'fp8', got {resident!r}")
+    if resident == "fp8" and activation not in (None, "fp8"):
+        raise ValueError(f"prewarm: resident='fp8' runs FP8 activations; activation={activation!r} cannot be combined")
     tuner, run = _mode_runner(activation, resident)
     empty = Tuner("none")  # stands in for modes that tune nothing
     tuner = tuner or empty
@@ -201,6 +203,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
     parser.add_argument("--require-gpu", action="store_true", help="fail (exit 1) when there is no CUDA GPU")
     args = parser.parse_args(argv)
+    if args.resident == "fp8" and args.activation == "nvfp4":
+        parser.error("--resident fp8 runs FP8 activations; it cannot be combined with --activation nvfp4")
 
     try:
         if args.checkpoint:

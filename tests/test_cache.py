@@ -411,3 +411,8 @@ def test_prewarm_cli_arguments(tmp_path):
     assert _prewarm("--resolution", "big").returncode == 2
     missing = _prewarm("--checkpoint", str(tmp_path))
     assert missing.returncode == 1 and "neither config.json" in missing.stderr
+    modes = _prewarm("--dry-run", "--activation", "fp8", "--resident", "fp8")
+    assert modes.returncode == 0 and "dry run" in modes.stdout
+    clash = _prewarm("--dry-run", "--activation", "nvfp4", "--resident", "fp8")
+    assert clash.returncode == 2 and "cannot be combined" in clash.stderr
+    assert _prewarm("--activation", "int8").returncode == 2

@@ -146,6 +146,16 @@ def test_first_use_tunes_and_a_fresh_process_reuses_everything(private_cache):
     assert second["max_error"] < 4e-3
 
 
+def test_prewarm_in_fp8_mode_tunes_the_fp8_keys(private_cache):
+    env = python_env(NVFP4_TRITON_CACHE_DIR=str(private_cache), NVFP4_TRITON_AUTOTUNE="1")
+    cmd = [sys.executable, "-m", "nvfp4_triton.prewarm", "--recipe", "mixed", "--resolution", "512x512",
+           "--activation", "fp8", "--require-gpu"]
+    first = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
+    assert first.returncode == 0 and "4 tuned" in first.stdout, first.stdout + first.stderr[-3000:]
+    again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
+    assert "0 tuned, 4 read from cache, 0 kernels compiled" in again.stdout, again.stdout
+
+
 def test_prewarm_leaves_nothing_to_tune_or_compile(private_cache):
     env = python_env(NVFP4_TRITON_CACHE_DIR=str(private_cache), NVFP4_TRITON_AUTOTUNE="1")
     cmd = [sys.executable, "-m", "nvfp4_triton.prewarm", "--recipe", "mixed", "--resolution", "512x512",
