@@ -1,4 +1,4 @@
-"""Launch configurations of the W4A16 GEMM strategies, and the deterministic default for a shape.
+"""Launch configurations of the GEMM strategies, and the deterministic defaults for a shape.
 
 Strategies, chosen per shape by autotuning:
 - ``TileConfig``: the fused kernel (dequantize in the K loop, then ``tl.dot``);
