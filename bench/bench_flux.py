@@ -1,7 +1,7 @@
 """End to end: one full-size FLUX.1-dev transformer forward (one denoising step), BF16 against NVFP4 modes.
 
     python bench/bench_flux.py [--variants bf16 w4a16 ...] [--resolution 1024x1024] [--batch 1]
-                               [--runs 10] [--no-compile] [--work DIR] [--json PATH]
+                               [--runs 10] [--no-compile] [--compile-mode MODE] [--work DIR] [--json PATH]
 
 Each variant builds the BF16 FluxTransformer2DModel from the bundled config with random weights
 (fixed seed, no download; linears ~N(0, 1/in_features), norms 1, biases small) straight on the
@@ -165,11 +165,12 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
     for compiled in modes:
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
-        fn = torch.compile(model) if compiled else model
+        fn = torch.compile(model, mode=opts.compile_mode) if compiled else model
         torch.cuda.reset_peak_memory_stats()
         t1 = time.perf_counter()
         ms, out = time_forward(fn, args, opts.runs)
-        row = {"variant": name, "compiled": compiled, "step_ms": ms, "build_s": build_s,
+        row = {"variant": name, "compiled": compiled, "compile_mode": opts.compile_mode if compiled else None,
+               "step_ms": ms, "build_s": build_s,
                "warmup_and_runs_s": time.perf_counter() - t1,
                "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
                "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0}
@@ -197,6 +198,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--no-compile", action="store_true", help="eager only")
+    parser.add_argument("--compile-mode", help="torch.compile mode for every variant, e.g. reduce-overhead (CUDA "
+                                               "graphs; two-pass strategies then fall back to the fused kernel, "
+                                               "having no scratch buffer on the capture stream)")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nvfp4_bench_flux"),
                         help="folder for the BF16 reference outputs")
     parser.add_argument("--json", type=Path, help="merge the rows into this JSON file")
