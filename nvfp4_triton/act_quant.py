@@ -9,11 +9,10 @@
 from __future__ import annotations
 
 import torch
-import triton
 
 from . import format as fmt
 from .kernels._act_quant import fp8_row_quant_kernel, nvfp4_act_quant_kernel
-from .launch import launch_once_compiled
+from .launch import cdiv, launch_once_compiled
 
 _NVFP4_TILE = (16, 128)  # (rows, columns) per program: 8 scale blocks of 16 per row
 
@@ -35,7 +34,7 @@ def quantize_activation_nvfp4(
     block_m, block_k = _NVFP4_TILE
 
     def launch() -> None:
-        grid = (triton.cdiv(m, block_m), triton.cdiv(k, block_k))
+        grid = (cdiv(m, block_m), cdiv(k, block_k))
         nvfp4_act_quant_kernel[grid](x, input_scale, xq, packed, scale, m, k, x.stride(0), WRITE_CODES=codes,
                                      BLOCK_M=block_m, BLOCK_K=block_k, num_warps=4)
 
@@ -52,7 +51,7 @@ def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     m, k = x.shape
     xq = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
     row_scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
-    block_k = min(triton.next_power_of_2(k), 2048)
+    block_k = min(1 << (k - 1).bit_length(), 2048)  # next power of two (triton's is a slow JIT call)
 
     def launch() -> None:
         fp8_row_quant_kernel[(m,)](x, xq.view(torch.uint8), row_scale, k, x.stride(0), BLOCK_K=block_k,

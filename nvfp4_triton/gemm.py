@@ -15,12 +15,11 @@ GEMM's epilogue where the strategy allows it.
 from __future__ import annotations
 
 import torch
-import triton
 
 from . import scratch
 from .autotune import FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, compile_scope, m_bucket
 from .act_quant import quantize_rows_fp8
-from .launch import interpreter_active, launch_once_compiled
+from .launch import cdiv, interpreter_active, launch_once_compiled
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
 from .tiling import Fp8Config, GemmConfig, TwoPassConfig, default_config, default_fp8_config
@@ -87,7 +86,7 @@ def w4a16_gemm(
     y = _output(x, n, out)
     if x.shape[0] == 0:
         return y
-    scale_bits = block_scale.view(torch.uint8)
+    scale_bits = block_scale if block_scale.dtype == torch.uint8 else block_scale.view(torch.uint8)
 
     def launch(cfg: GemmConfig, dst: torch.Tensor) -> None:
         _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
@@ -116,7 +115,7 @@ def w4a8_gemm(
     y = _output(x, n, None)
     if x.shape[0] == 0:
         return y
-    scale_bits = block_scale.view(torch.uint8)
+    scale_bits = block_scale if block_scale.dtype == torch.uint8 else block_scale.view(torch.uint8)
 
     def launch(cfg: GemmConfig, dst: torch.Tensor) -> None:
         if isinstance(cfg, Fp8Config):
@@ -154,7 +153,7 @@ def fp8_gemm(
     fast_accum = fast_accum and x.shape[0] >= FAST_ACCUM_MIN_M
     xq, row_scale = quantize_rows_fp8(x)
     y = _output(x, w8.shape[0], out)
-    bias = bias.to(x.dtype) if bias is not None else None
+    bias = bias if bias is None or bias.dtype == x.dtype else bias.to(x.dtype)
     torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column_scale, bias=bias, out_dtype=x.dtype,
                      use_fast_accum=fast_accum, out=y)
     if gelu:
@@ -166,7 +165,7 @@ def dequantize_into(out: torch.Tensor, packed: torch.Tensor, scale_bits: torch.T
                     cfg: TwoPassConfig | Fp8Config) -> None:
     """Dense ``out[N, K] = e2m1 * e4m3 * factor`` (factor: the global scale, or one multiplier per row)."""
     n, k = out.shape
-    grid = (triton.cdiv(n, cfg.block_n), triton.cdiv(k, cfg.block_k))
+    grid = (cdiv(n, cfg.block_n), cdiv(k, cfg.block_k))
     if out.dtype == torch.float8_e4m3fn:
         out = out.view(torch.uint8)  # the kernel writes E4M3 bit patterns
     nvfp4_dequant_kernel[grid](packed, scale_bits, factor, out, n, k, PER_ROW=factor.dim() == 1,
@@ -183,7 +182,7 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y,
             _cublas(x, w, bias, y, gelu)
             return
         cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
-    grid = (triton.cdiv(m, cfg.block_m) * triton.cdiv(n, cfg.block_n),)
+    grid = (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n),)
     w4a16_gemm_kernel[grid](
         x, packed, scale_bits, global_scale, bias if bias is not None else y, y,
         m, n, k,
@@ -202,12 +201,14 @@ def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, y: torc
     (``torch._addmm_activation`` applies ReLU unless ``use_gelu``, and the exact GELU on the CPU:
     it serves the GELU case on CUDA only.)
     """
+    if bias is not None and bias.dtype != x.dtype:
+        bias = bias.to(x.dtype)
     if gelu and bias is not None and x.device.type == "cuda":
-        torch._addmm_activation(bias.to(x.dtype), x, w.t(), use_gelu=True, out=y)
+        torch._addmm_activation(bias, x, w.t(), use_gelu=True, out=y)
         return
     if bias is None:
         torch.mm(x, w.t(), out=y)
     else:
-        torch.addmm(bias.to(x.dtype), x, w.t(), out=y)
+        torch.addmm(bias, x, w.t(), out=y)
     if gelu:
         torch.ops.aten.gelu_(y, approximate="tanh")

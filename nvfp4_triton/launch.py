@@ -28,6 +28,11 @@ def interpreter_active() -> bool:
     return _INTERPRETED
 
 
+def cdiv(a: int, b: int) -> int:
+    """``ceil(a / b)`` for grids. (``triton.cdiv`` is a JIT function: calling it from Python costs ~7 us.)"""
+    return -(-a // b)
+
+
 def launch_once_compiled(launch: Callable[[], None], x: torch.Tensor, *layout: Hashable) -> None:
     """Call ``launch``; the first time for this (layout, x's device, dtype, strides, alignment), in the cache scope."""
     key = (*layout, x.device.index, x.dtype, x.stride(-1) == 1, x.data_ptr() % 16 == 0)

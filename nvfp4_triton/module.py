@@ -107,10 +107,10 @@ class NVFP4Linear(nn.Module):
 
         Built (and checked) again only when a buffer was replaced (a device move, a load), not per call.
         """
-        cached = self._nvfp4_weight
-        if (cached is None or cached.packed is not self.weight or cached.block_scale is not self.weight_scale
-                or cached.global_scale is not self.weight_scale_2):
-            cached = NVFP4Weight(self.weight, self.weight_scale, self.weight_scale_2,
+        cached, buffers = self._nvfp4_weight, self._buffers  # _buffers: nn.Module's attribute lookup is slow
+        if (cached is None or cached.packed is not buffers["weight"] or cached.block_scale is not buffers["weight_scale"]
+                or cached.global_scale is not buffers["weight_scale_2"]):
+            cached = NVFP4Weight(buffers["weight"], buffers["weight_scale"], buffers["weight_scale_2"],
                                  (self.out_features, self.in_features))
             self._nvfp4_weight = cached
         return cached
@@ -122,17 +122,20 @@ class NVFP4Linear(nn.Module):
 
     def fp8_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight."""
-        weight = self.nvfp4_weight
+        return self._fp8_scales_of(self.nvfp4_weight)
+
+    def _fp8_scales_of(self, weight: NVFP4Weight) -> tuple[torch.Tensor, torch.Tensor]:
         if self._fp8_scales is None or self._fp8_scales[0] is not weight:
             self._fp8_scales = (weight, fp8.weight_scales(weight))
         return self._fp8_scales[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = self.nvfp4_weight
         if self.activation == "fp8":
-            return nvfp4_linear(x, self.nvfp4_weight, self.bias, activation="fp8", gelu=self.gelu,
-                                fp8_scales=self.fp8_scales())
-        return nvfp4_linear(x, self.nvfp4_weight, self.bias, activation=self.activation,
-                            input_scale=self.input_scale, gelu=self.gelu)
+            return nvfp4_linear(x, weight, self.bias, activation="fp8", gelu=self.gelu,
+                                fp8_scales=self._fp8_scales_of(weight))
+        return nvfp4_linear(x, weight, self.bias, activation=self.activation,
+                            input_scale=self._buffers["input_scale"], gelu=self.gelu)
 
     def extra_repr(self) -> str:
         return _describe(self, self.weight_nbytes)

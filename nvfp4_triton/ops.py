@@ -34,8 +34,7 @@ def _w4a16_linear_impl(
 ) -> torch.Tensor:
     # The E4M3 block scales travel as their uint8 bit patterns: the kernel decodes them itself,
     # and torch's op checks cannot handle float8 arguments on every device.
-    y = w4a16_gemm(_rows(x), packed, block_scale_bits, global_scale, bias, gelu=gelu)
-    return y.reshape(*x.shape[:-1], packed.shape[0])
+    return _unrows(w4a16_gemm(_rows(x), packed, block_scale_bits, global_scale, bias, gelu=gelu), x)
 
 
 def _w4a4_linear_impl(
@@ -49,8 +48,7 @@ def _w4a4_linear_impl(
 ) -> torch.Tensor:
     xq, _, _ = quantize_activation_nvfp4(_rows(x), input_scale)
     alpha = input_scale * global_scale
-    y = w4a16_gemm(xq, packed, block_scale_bits, alpha, bias, gelu=gelu)
-    return y.reshape(*x.shape[:-1], packed.shape[0])
+    return _unrows(w4a16_gemm(xq, packed, block_scale_bits, alpha, bias, gelu=gelu), x)
 
 
 def _w4a8_linear_impl(
@@ -63,20 +61,23 @@ def _w4a8_linear_impl(
     bias: torch.Tensor | None,
     gelu: bool = False,
 ) -> torch.Tensor:
-    y = w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias, gelu=gelu)
-    return y.reshape(*x.shape[:-1], packed.shape[0])
+    return _unrows(w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
+                             gelu=gelu), x)
 
 
 def _fp8_linear_impl(
     x: torch.Tensor, w8_bits: torch.Tensor, column_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
 ) -> torch.Tensor:
     # The E4M3 weight travels as uint8 bits, like the block scales of the other ops.
-    y = fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu)
-    return y.reshape(*x.shape[:-1], w8_bits.shape[0])
+    return _unrows(fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu), x)
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
-    return x.reshape(-1, x.shape[-1])
+    return x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+
+
+def _unrows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], y.shape[-1])
 
 
 _w4a16_linear = torch.library.custom_op("nvfp4_triton::w4a16_linear", _w4a16_linear_impl, mutates_args=())
@@ -205,17 +206,17 @@ def check_linear_args(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor |
             raise TypeError(f"nvfp4_linear: bias must be a torch.Tensor or None, got {type(bias).__name__}")
         if bias.dtype not in BIAS_DTYPES:
             raise TypeError(f"nvfp4_linear: bias must be bfloat16, float16 or float32, got {bias.dtype}")
-        if tuple(bias.shape) != (n,):
+        if bias.dim() != 1 or bias.shape[0] != n:
             raise ValueError(f"nvfp4_linear: bias must have shape ({n},) (out_features), got {tuple(bias.shape)}")
         if bias.stride(0) != 1:
             raise ValueError("nvfp4_linear: bias must be contiguous")
     if weight.packed.device != device or (bias is not None and bias.device != device):
         where = f"x on {device}, weight on {weight.device}" + (f", bias on {bias.device}" if bias is not None else "")
         raise ValueError(f"nvfp4_linear: all tensors must be on one device, got {where}")
-    if x.device.type == "cpu" and not interpreter_active():
+    if device.type == "cpu" and not interpreter_active():
         raise RuntimeError(
             "nvfp4_linear: x is on the CPU, where the Triton kernel runs only through Triton's interpreter. "
             "Move the tensors to a CUDA device, or set TRITON_INTERPRET=1 before importing nvfp4_triton."
         )
-    if x.device.type not in ("cpu", "cuda"):
-        raise ValueError(f"nvfp4_linear: x is on {x.device}; only CUDA devices (and the CPU interpreter) are supported")
+    if device.type not in ("cpu", "cuda"):
+        raise ValueError(f"nvfp4_linear: x is on {device}; only CUDA devices (and the CPU interpreter) are supported")

@@ -20,6 +20,7 @@ SCRATCH_ENV = "NVFP4_TRITON_SCRATCH_MB"
 _UNSET = object()
 _override: object = _UNSET
 _buffers: dict[tuple, torch.Tensor] = {}
+_views: dict[tuple, torch.Tensor] = {}  # (buffer key, n, k, dtype) -> its view: slicing per call costs host time
 
 
 def scratch_limit() -> int | None:
@@ -43,7 +44,7 @@ def set_scratch_limit(nbytes: int | None) -> None:
     _override = nbytes
     for key, buf in list(_buffers.items()):
         if nbytes is not None and buf.numel() > nbytes:
-            del _buffers[key]
+            _drop(key)
 
 
 def scratch_bytes() -> int:
@@ -54,11 +55,19 @@ def scratch_bytes() -> int:
 def release_scratch() -> None:
     """Free every scratch buffer (the next two-pass call allocates again)."""
     _buffers.clear()
+    _views.clear()
 
 
 def release_stream(stream: torch.cuda.Stream) -> None:
     """Free the buffer of one stream (the tuner's short-lived timing streams)."""
-    _buffers.pop((stream.device.index, stream.stream_id), None)
+    _drop((stream.device.index, stream.stream_id))
+
+
+def _drop(key: tuple) -> None:
+    """Forget one buffer and every view into it, so that its memory is freed."""
+    _buffers.pop(key, None)
+    for view_key in [v for v in _views if v[0] == key]:
+        del _views[view_key]
 
 
 def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
@@ -71,10 +80,14 @@ def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> to
         key = (device.index, torch.cuda.current_stream(device).stream_id)
     else:
         key = (device.type, 0)
+    view = _views.get((key, n, k, dtype))
+    if view is not None:
+        return view
     buf = _buffers.get(key)
     if buf is None or buf.numel() < need:
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             return None
-        _buffers.pop(key, None)  # free the smaller one first
+        _drop(key)  # free the smaller one first
         buf = _buffers[key] = torch.empty(need, dtype=torch.uint8, device=device)
-    return buf[:need].view(dtype).view(n, k)
+    view = _views[(key, n, k, dtype)] = buf[:need].view(dtype).view(n, k)
+    return view
