@@ -101,9 +101,10 @@ class Tuner:
     """Per-process memo of tuned configs in front of the on-disk store, for one kernel."""
 
     def __init__(self, kernel: str, store: TuningStore | None = None,
-                 default: Callable[[int, int, int], GemmConfig] = default_config) -> None:
+                 default: Callable[[int, int, int], GemmConfig] = default_config, tolerance: float = 1e-2) -> None:
         self.kernel = kernel
         self.default = default  # (M bucket, N, K) -> the config used without measuring
+        self.tolerance = tolerance  # how far a candidate's output may be from the default's (check_agreement)
         self._store = store
         self._memo: dict[tuple, GemmConfig] = {}
         self.stats = TuningStats()
@@ -157,12 +158,9 @@ class Tuner:
         # First pass: compile and run every candidate once. Compiling leaves the GPU idle and its
         # clocks drop, so these times are discarded and all candidates are timed again below.
         for cfg in [*candidate_configs(bucket, n, k, device_shared_memory(index)), *extra()]:
-            try:
-                bench(cfg)
+            if _attempt(bench, cfg, name) is not None:
                 runnable.append(cfg)
-            except _LAUNCH_ERRORS as err:
-                warn_once(f"nvfp4_triton: skipping config {cfg} for {name}: {type(err).__name__}")
-        timings = [(bench(cfg), cfg) for cfg in runnable]
+        timings = [(ms, cfg) for cfg in runnable if (ms := _attempt(bench, cfg, name)) is not None]
         if not timings:
             cfg = self.default(bucket, n, k)
             timings = [(float("nan"), cfg)]
@@ -179,6 +177,35 @@ class Tuner:
             "tuning_seconds": time.perf_counter() - start,
             "tuned_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         }
+
+
+class CandidateMismatch(RuntimeError):
+    """A candidate's output disagreed with the default config's: a broken or miscompiled config."""
+
+
+def check_agreement(out: torch.Tensor, reference: torch.Tensor, tolerance: float) -> None:
+    """Raise :class:`CandidateMismatch` unless ``out`` is finite wherever ``reference`` is and within
+    ``tolerance`` of it in relative L2 norm.
+
+    Strategies differ legitimately (two-pass rounds the weight; FP8 rounds activations), so the
+    tolerance is loose; it catches garbage, such as Triton 3.6's miscompiled BLOCK_K = 16 tiles.
+    """
+    ref = reference.float()
+    finite = torch.isfinite(ref)
+    diff = (out.float() - ref)[finite]
+    scale = ref[finite].norm()
+    if not bool(torch.isfinite(out.float()[finite]).all()) or float(diff.norm()) > tolerance * float(scale):
+        raise CandidateMismatch(f"relative L2 difference {float(diff.norm() / scale.clamp_min(1e-30)):.3g} "
+                                f"from the default config exceeds {tolerance}")
+
+
+def _attempt(bench: Callable[[GemmConfig], float], cfg: GemmConfig, name: str) -> float | None:
+    """``bench(cfg)``, or None (after one warning) when the config cannot run or gives wrong output."""
+    try:
+        return bench(cfg)
+    except _LAUNCH_ERRORS as err:
+        warn_once(f"nvfp4_triton: skipping config {cfg} for {name}: {type(err).__name__}: {err}"[:300])
+        return None
 
 
 def device_shared_memory(index: int) -> int:

@@ -101,6 +101,37 @@ def test_a_candidate_that_fails_to_launch_is_skipped(gpu_like, private_cache, ca
     assert any("skipping config" in r.getMessage() for r in caplog.records)
 
 
+def test_a_candidate_whose_output_disagrees_is_never_chosen(gpu_like, private_cache, caplog):
+    candidates = candidate_configs(4096, 3072, 3072, 228 * 1024)
+    fastest = min(candidates, key=FakeBench())
+    seen = []
+
+    def bench(cfg):  # the fastest config's output turns wrong on its second (timed) run
+        seen.append(cfg)
+        if cfg == fastest and seen.count(cfg) == 2:
+            raise autotune.CandidateMismatch("relative L2 difference 1.4 from the default config exceeds 0.01")
+        return FakeBench()(cfg)
+
+    caplog.set_level(logging.WARNING, "nvfp4_triton")
+    cfg = Tuner("k", TuningStore(private_cache)).resolve(KEY, bench, heuristic_only=False)
+    assert cfg != fastest and cfg in candidates
+    assert any("CandidateMismatch" in r.getMessage() for r in caplog.records)
+
+
+def test_agreement_check_catches_garbage_not_rounding():
+    torch.manual_seed(0)
+    ref = torch.randn(64, 48)
+    ref[0, 0] = float("nan")  # where the reference is not finite, nothing is compared
+    autotune.check_agreement(ref + 1e-3 * torch.randn(64, 48), ref, 1e-2)
+    autotune.check_agreement(ref * (1 + 3.4e-2 * torch.randn(64, 48)), ref, 0.1)  # FP8-like rounding
+    with pytest.raises(autotune.CandidateMismatch, match="exceeds 0.01"):
+        autotune.check_agreement(torch.zeros(64, 48), ref, 1e-2)
+    broken = ref.clone()
+    broken[5, 5] = float("inf")
+    with pytest.raises(autotune.CandidateMismatch):
+        autotune.check_agreement(broken, ref, 1e-2)
+
+
 def test_other_strategies_compete_and_round_trip_through_the_cache(gpu_like, private_cache):
     from nvfp4_triton.tiling import TwoPassConfig
 
@@ -235,6 +266,22 @@ def test_writer_killed_mid_publish_leaves_the_old_entry(private_cache):
     os.utime(leftovers[0], (old, old))
     clear(private_cache, older_than_days=30)
     assert not leftovers[0].exists() and store.load(env, "entry") is not None
+
+
+def test_a_new_root_being_tagged_by_another_process_is_not_foreign(tmp_path):
+    # Processes starting together on a fresh root: one of them has written its tag to a temp file
+    # and not yet renamed it. The others must not take the folder for someone else's.
+    root = tmp_path / "fresh"
+    root.mkdir()
+    (root / f".{store_mod.TAG_NAME}.x1y2.tmp").write_text("half")
+    store_mod.ensure_root(root)
+    assert store_mod.is_cache_root(root)
+    (root / "notes.txt").write_text("someone else's")
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "notes.txt").write_text("someone else's")
+    with pytest.raises(OSError, match="not an nvfp4_triton cache"):
+        store_mod.ensure_root(other)
 
 
 def test_concurrent_processes_tune_each_key_once_and_lose_nothing(private_cache, tmp_path):

@@ -168,3 +168,31 @@ def test_prewarm_leaves_nothing_to_tune_or_compile(private_cache):
     shapes = [(1536, 3072, 3072), (1536, 3072, 15360), (1024, 3072, 3072), (512, 3072, 3072)]
     fresh = _run(f"SHAPES = {shapes}\n" + FIRST_OUTPUTS, private_cache)
     assert fresh["tuned"] == 0 and fresh["compiled"] == 0 and fresh["max_error"] < 4e-3
+
+
+def test_tuner_rejects_a_config_whose_output_is_wrong(private_cache, monkeypatch, caplog):
+    """A candidate that computes garbage (as a miscompiled tile would) is skipped, never chosen."""
+    import logging
+
+    from nvfp4_triton import autotune, gemm
+    from nvfp4_triton.tiling import TileConfig
+
+    good, broken = TileConfig(64, 64, 64, num_warps=4), TileConfig(32, 32, 32, num_warps=2)
+    monkeypatch.setenv("NVFP4_TRITON_AUTOTUNE", "1")
+    monkeypatch.setattr(autotune, "candidate_configs", lambda *args: [broken, good])
+    launch = gemm._launch_w4a16
+
+    def sabotaged(cfg, x, packed, scale_bits, global_scale, bias, y, gelu):
+        launch(cfg, x, packed, scale_bits, global_scale, bias, y, gelu)
+        if cfg == broken:
+            y.mul_(-1)
+    monkeypatch.setattr(gemm, "_launch_w4a16", sabotaged)
+    caplog.set_level(logging.WARNING, "nvfp4_triton")
+    n, k = 1000, 512  # a shape no other test tunes
+    q = _weight(n, k, seed=11)
+    x = torch.randn(300, k, device="cuda", dtype=torch.bfloat16)
+    y = gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None)
+    chosen = gemm.tuner.lookup((x.device.index, x.dtype, gemm.m_bucket(300), n, k, False))
+    assert chosen != broken
+    assert any("CandidateMismatch" in r.getMessage() for r in caplog.records)
+    assert_matches_reference(y, x, q, None, rounded_weight=True)

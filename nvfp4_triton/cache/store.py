@@ -82,9 +82,14 @@ def ensure_root(root: Path) -> None:
     """Create the root and its tag; raise OSError if that is impossible."""
     root.mkdir(parents=True, exist_ok=True)
     if not is_cache_root(root):
-        if any(p for p in root.iterdir() if p.name not in ("tuning", "triton", "locks")):
+        if any(p for p in root.iterdir() if p.name not in ("tuning", "triton", "locks") and not _is_tag_in_flight(p)):
             raise OSError(f"{root} is not empty and not an nvfp4_triton cache; refusing to use it")
         write_atomic(root / TAG_NAME, TAG_TEXT.encode())
+
+
+def _is_tag_in_flight(path: Path) -> bool:
+    """Another process's tag, written but not yet renamed into place (processes starting together on a new root)."""
+    return path.name.startswith(f".{TAG_NAME}.") and path.name.endswith(".tmp")
 
 
 class TuningStore:
