@@ -33,7 +33,7 @@ from . import scratch
 from .cache import compiled
 from .cache.keys import environment
 from .cache.store import TuningStore, cache_root, warn_once
-from .tiling import (MIN_BLOCK_K, Fp8Config, GemmConfig, TileConfig, TwoPassConfig, config_from_dict,
+from .tiling import (MIN_BLOCK_K, Fp8Config, GemmConfig, GemvConfig, TileConfig, TwoPassConfig, config_from_dict,
                      config_to_dict, default_config)
 
 AUTOTUNE_ENV = "NVFP4_TRITON_AUTOTUNE"
@@ -70,8 +70,21 @@ FP8_CANDIDATES = (Fp8Config(64, 128, 4), Fp8Config(32, 256, 4))  # fast accumula
 """FP8 two-pass configs timed beside the fused ones for ``activation="fp8"`` (scratch permitting)."""
 
 
-def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:
-    """Fused-kernel configs worth timing for one key: tiles no larger than needed, fitting in shared memory."""
+_GEMV = [(1, 16, 256, 4), (2, 8, 256, 4), (2, 16, 128, 4), (2, 4, 512, 4), (4, 8, 256, 4)]
+"""GEMV (block_m, block_n, block_k, warps), timed for M buckets <= 4: about 32-64 fp32 registers per
+thread hold the block_m x block_n x block_k product."""
+
+
+def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig | GemvConfig]:
+    """Configs worth timing for one key: fused tiles no larger than needed and fitting in shared memory,
+    and at M <= 4 the GEMV kernel's."""
+    k_cap = max(MIN_BLOCK_K, triton.next_power_of_2(k))
+    gemv = [GemvConfig(bm, bn, min(bk, k_cap), w) for bm, bn, bk, w in _GEMV if bm <= max(bucket, 2)] \
+        if bucket <= 4 else []
+    return [*_tile_candidates(bucket, n, k, max_shared), *dict.fromkeys(gemv)]
+
+
+def _tile_candidates(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:
     if bucket <= 16:
         raw = [(16, bn, bk, w, s) for bn, bk, w, s in _SMALL_M]
     elif bucket <= 64:

@@ -23,7 +23,8 @@ from .act_quant import quantize_rows_fp8
 from .launch import cdiv, interpreter_active, launch_once_compiled
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
-from .tiling import Fp8Config, GemmConfig, TwoPassConfig, default_config, default_fp8_config
+from .kernels._w4a16_gemv import w4a16_gemv_kernel
+from .tiling import Fp8Config, GemmConfig, GemvConfig, TwoPassConfig, default_config, default_fp8_config
 
 tuner = Tuner("w4a16_gemm")
 fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8 vs W4A16: ~3.4e-2 apart
@@ -190,6 +191,15 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y,
             _cublas(x, w, bias, y, gelu)
             return
         cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
+    if isinstance(cfg, GemvConfig):
+        w4a16_gemv_kernel[(cdiv(n, cfg.block_n),)](
+            x, packed, scale_bits, global_scale, bias if bias is not None else y, y,
+            m, n, k,
+            x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+            HAS_BIAS=bias is not None, GELU_TANH=gelu,
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
+        )
+        return
     grid = (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n),)
     w4a16_gemm_kernel[grid](
         x, packed, scale_bits, global_scale, bias if bias is not None else y, y,

@@ -2,6 +2,7 @@
 
 Strategies, chosen per shape by autotuning:
 - ``TileConfig``: the fused kernel (dequantize in the K loop, then ``tl.dot``);
+- ``GemvConfig`` (a few activation rows): the GEMV kernel, dequantize and multiply on CUDA cores;
 - ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS;
 - ``Fp8Config`` (``activation="fp8"`` only): dequantize to E4M3 into the scratch buffer, quantize
   the activations per token, then cuBLAS's FP8 GEMM (``torch._scaled_mm``).
@@ -65,6 +66,21 @@ def default_config(m: int, n: int, k: int) -> TileConfig:
 
 
 @dataclass(frozen=True)
+class GemvConfig:
+    """The GEMV kernel: activation rows per pass (block_m), weight rows per program (block_n), K tile, warps."""
+
+    block_m: int = 2
+    block_n: int = 8
+    block_k: int = 256
+    num_warps: int = 4
+
+    def __post_init__(self) -> None:
+        _check_tiles(self, {"block_m": 1, "block_n": 1, "block_k": MIN_BLOCK_K})
+        if self.num_warps < 1:
+            raise ValueError(f"GemvConfig: num_warps must be >= 1, got {self.num_warps}")
+
+
+@dataclass(frozen=True)
 class TwoPassConfig:
     """Two-pass strategy: the dequantize kernel's tile (elements) and warps; the GEMM is cuBLAS's."""
 
@@ -94,8 +110,8 @@ class Fp8Config:
         _check_dequant_tile(self)
 
 
-GemmConfig = TileConfig | TwoPassConfig | Fp8Config
-_KINDS = {"fused": TileConfig, "two_pass": TwoPassConfig, "fp8": Fp8Config}
+GemmConfig = TileConfig | GemvConfig | TwoPassConfig | Fp8Config
+_KINDS = {"fused": TileConfig, "gemv": GemvConfig, "two_pass": TwoPassConfig, "fp8": Fp8Config}
 
 
 def config_to_dict(cfg: GemmConfig) -> dict:
@@ -124,4 +140,6 @@ def describe(cfg: GemmConfig) -> str:
         return f"fp8 two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS FP8{accum})"
     if isinstance(cfg, TwoPassConfig):
         return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
+    if isinstance(cfg, GemvConfig):
+        return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}"
     return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"

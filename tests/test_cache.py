@@ -20,7 +20,7 @@ from nvfp4_triton.cache import keys, store as store_mod
 from nvfp4_triton.cache.archive import ImportRefused, export_archive, import_archive
 from nvfp4_triton.cache.manage import clear, info, list_entries
 from nvfp4_triton.cache.store import TuningStore
-from nvfp4_triton.tiling import TileConfig
+from nvfp4_triton.tiling import GemvConfig, TileConfig
 
 from .subproc import python_env
 
@@ -63,7 +63,11 @@ def test_candidates_are_pruned_by_shape_and_shared_memory():
     assert 0 < len(tight) < len(roomy)
     assert all(shared_memory_estimate(c) <= 99 * 1024 for c in tight)
     narrow = candidate_configs(1, 24, 48, 228 * 1024)
-    assert all(c.block_n <= 32 and c.block_k <= 64 and c.block_m == 16 for c in narrow)
+    tiles = [c for c in narrow if isinstance(c, TileConfig)]
+    assert tiles and all(c.block_n <= 32 and c.block_k <= 64 and c.block_m == 16 for c in tiles)
+    gemv = [c for c in narrow if isinstance(c, GemvConfig)]
+    assert gemv and all(c.block_k <= 64 and c.block_m <= 2 for c in gemv)  # GEMV only for a few rows
+    assert not any(isinstance(c, GemvConfig) for c in candidate_configs(16, 3072, 3072, 228 * 1024))
 
 
 def test_first_use_measures_then_later_processes_read(gpu_like, private_cache):

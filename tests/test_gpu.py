@@ -196,3 +196,18 @@ def test_tuner_rejects_a_config_whose_output_is_wrong(private_cache, monkeypatch
     assert chosen != broken
     assert any("CandidateMismatch" in r.getMessage() for r in caplog.records)
     assert_matches_reference(y, x, q, None, rounded_weight=True)
+
+
+@pytest.mark.parametrize("m, n, k", [(1, 18432, 3072), (3, 9216, 3072), (4, 3072, 12288)])
+def test_gemv_configs_at_flux_sizes(m, n, k):
+    from nvfp4_triton.autotune import candidate_configs
+    from nvfp4_triton.gemm import w4a16_gemm
+    from nvfp4_triton.tiling import GemvConfig
+
+    q = _weight(n, k, seed=m + 1)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    for config in (c for c in candidate_configs(m, n, k, 228 * 1024) if isinstance(c, GemvConfig)):
+        out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+        y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out)
+        assert_matches_reference(y, x, q, bias)

@@ -8,6 +8,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from nvfp4_triton import TileConfig, TwoPassConfig, nvfp4_linear, quantize
+from nvfp4_triton.tiling import GemvConfig
 from nvfp4_triton import scratch
 from nvfp4_triton.gemm import w4a16_gemm
 from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel
@@ -51,6 +52,25 @@ def test_gemm_writes_every_element_correctly(device, seed, m, n, k_blocks, dtype
     y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out)
     assert y is out
     assert_matches_reference(y, x, q, bias)
+
+
+@settings(max_examples=12)
+@given(
+    seed=st.integers(0, 2**31),
+    m=st.integers(1, 9),
+    n=st.integers(1, 100),
+    k_blocks=st.integers(1, 20),
+    dtype=DTYPES,
+    has_bias=st.booleans(),
+    gelu=st.booleans(),
+    config=st.sampled_from([GemvConfig(2, 8, 64, num_warps=2), GemvConfig(1, 16, 32), GemvConfig(4, 4, 128)]),
+)
+def test_gemv_kernel_writes_every_element_correctly(device, seed, m, n, k_blocks, dtype, has_bias, gelu, config):
+    x, q, bias = _problem(seed, (m,), n, 16 * k_blocks, dtype, has_bias, device)
+    x = x.t().contiguous().t() if seed % 2 else x  # both strides of x
+    out = torch.full((m, n), float("nan"), dtype=dtype, device=device)
+    y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out, gelu=gelu)
+    assert_matches_reference(y, x, q, bias, gelu=gelu)
 
 
 @settings(max_examples=15)
