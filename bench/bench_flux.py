@@ -49,7 +49,8 @@ VARIANTS = {
     "fp8-resident": dict(recipe="modelopt", resident="fp8"),
     "w4a4": dict(recipe="modelopt", activation="nvfp4"),
 }
-OURS = ("w4a16_gemm_kernel", "nvfp4_dequant_kernel", "fp8_row_quant_kernel", "nvfp4_act_quant_kernel")
+OURS = ("w4a16_gemm_kernel", "w4a16_gemv_kernel", "nvfp4_dequant_kernel", "fp8_row_quant_kernel",
+        "nvfp4_act_quant_kernel")
 
 
 def build_bf16(seed: int = 0) -> torch.nn.Module:

@@ -1,9 +1,9 @@
 """Run the NVFP4 GEMMs on validated, 2-D tensors (no argument checking here: see ``ops``).
 
 Per shape, a tuner (``autotune``) picks a strategy and its config:
-- W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``) or two-pass, dequantize into the
-  scratch buffer then cuBLAS (``TwoPassConfig``);
-- W4A8 (``w4a8_gemm``, ``activation="fp8"``): the fused W4A16 kernel, or FP8 two-pass
+- W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
+  (``GemvConfig``), or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``);
+- W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer, quantize the activations per
   token, then cuBLAS's FP8 GEMM.
 Once a key is known that is one dictionary lookup per call. The first launch of each
