@@ -29,6 +29,7 @@ def quantize_activation_nvfp4(
     x = x if x.stride(1) == 1 else x.contiguous()
     m, k = x.shape
     xq = torch.empty_like(x, memory_format=torch.contiguous_format)
+    # Without codes the kernel writes no codes or scales: xq stands in for their pointers.
     packed = torch.empty((m, k // 2), dtype=torch.uint8, device=x.device) if codes else xq
     scale = torch.empty((m, k // fmt.BLOCK_SIZE), dtype=torch.uint8, device=x.device) if codes else xq
     block_m, block_k = _NVFP4_TILE

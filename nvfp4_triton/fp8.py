@@ -3,14 +3,15 @@
 Activations: per token (row), ``scale = amax / 448`` (1 for an all-zero row) and
 ``q = e4m3(clamp(x / scale, +-448))``, rounded to nearest even.
 
-Weights: an NVFP4 value ``e2m1 * e4m3_block`` has at most 4 significant bits and lies in
-``[2**-10, 2688]``. It is stored as ``e4m3(e2m1 * e4m3_block * 2**e_row)``, where ``2**e_row`` is the
+Weights: an NVFP4 value ``e2m1 * e4m3_block`` has at most 6 significant bits (2 times 4) and lies
+in ``[2**-10, 2688]``. It is stored as ``e4m3(e2m1 * e4m3_block * 2**e_row)``, where ``2**e_row`` is the
 largest power of two that keeps the row's largest possible value (6 times its largest block
 scale) within 448. E4M3's precision is relative, so a finer or non-power-of-two scale would gain
 nothing but rounding of its own; the power of two only keeps small rows out of the subnormals.
 cuBLAS then applies ``global_scale * 2**-e_row`` per output column. The only rounding is that
-of a 4-bit significand to E4M3's 4 (1 + 3) bits, which is exact except where ``e2m1`` is 1.5, 3
-or 6 and the block scale's last mantissa bit is set.
+of that product to E4M3's 4 (1 + 3) significant bits: exact except where ``e2m1`` is 1.5, 3 or 6
+and the block scale's last mantissa bit is set. That is common: on a Gaussian 3072x3072 weight the
+conversion's relative L2 error is 2.1e-2, about as much as rounding the activations (2.6e-2).
 """
 
 from __future__ import annotations

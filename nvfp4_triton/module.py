@@ -120,11 +120,8 @@ class NVFP4Linear(nn.Module):
         """Bytes of the quantized weight (codes, block scales, global scale), bias excluded."""
         return self.nvfp4_weight.nbytes
 
-    def fp8_scales(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight."""
-        return self._fp8_scales_of(self.nvfp4_weight)
-
     def _fp8_scales_of(self, weight: NVFP4Weight) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight."""
         if self._fp8_scales is None or self._fp8_scales[0] is not weight:
             self._fp8_scales = (weight, fp8.weight_scales(weight))
         return self._fp8_scales[1]

@@ -99,24 +99,13 @@ def call_op(op, x: torch.Tensor, *args):
     return op(x, *args)
 
 
-@_w4a16_linear.register_fake
-def _(x, packed, block_scale_bits, global_scale, bias, gelu=False):
-    return x.new_empty((*x.shape[:-1], packed.shape[0]))
+def _fake_output(x: torch.Tensor, weight_rows: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+    """Every op's fake: its second argument has one row per output feature."""
+    return x.new_empty((*x.shape[:-1], weight_rows.shape[0]))
 
 
-@_w4a4_linear.register_fake
-def _(x, packed, block_scale_bits, global_scale, input_scale, bias, gelu=False):
-    return x.new_empty((*x.shape[:-1], packed.shape[0]))
-
-
-@_w4a8_linear.register_fake
-def _(x, packed, block_scale_bits, global_scale, multipliers, column_scale, bias, gelu=False):
-    return x.new_empty((*x.shape[:-1], packed.shape[0]))
-
-
-@_fp8_linear.register_fake
-def _(x, w8_bits, column_scale, bias, gelu=False):
-    return x.new_empty((*x.shape[:-1], w8_bits.shape[0]))
+for _op in _IMPLS:
+    _op.register_fake(_fake_output)
 
 
 def nvfp4_linear(

@@ -3,7 +3,7 @@
 x is ``[M, K]`` bf16/fp16, W arrives as packed E2M1 codes ``[N, K/2]`` (element 2j in the low
 nibble) and E4M3 block scales ``[N, K/16]`` viewed as uint8, both row-major. Each program
 computes one ``BLOCK_M x BLOCK_N`` tile of y: per K step it dequantizes a ``BLOCK_N x BLOCK_K``
-weight tile to x's dtype (exact: ``e2m1 * e4m3`` has at most 4 significant bits) and feeds
+weight tile to x's dtype (exact: ``e2m1 * e4m3`` has at most 6 significant bits) and feeds
 it to ``tl.dot`` with an fp32 accumulator. The global scale is applied once, in the epilogue,
 followed by the bias and, optionally, GELU (tanh approximation).
 """
