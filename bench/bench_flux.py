@@ -1,7 +1,8 @@
 """End to end: one full-size FLUX.1-dev transformer forward (one denoising step), BF16 against NVFP4 modes.
 
     python bench/bench_flux.py [--variants bf16 w4a16 ...] [--resolution 1024x1024] [--batch 1]
-                               [--runs 10] [--no-compile] [--compile-mode MODE] [--work DIR] [--json PATH]
+                               [--runs 10] [--no-compile] [--compile-mode MODE] [--host-profile]
+                               [--work DIR] [--json PATH]
 
 Each variant builds the BF16 FluxTransformer2DModel from the bundled config with random weights
 (fixed seed, no download; linears ~N(0, 1/in_features), norms 1, biases small) straight on the
@@ -12,13 +13,19 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
 - the output's error against BF16 (relative L2, cosine), from the BF16 output saved under --work;
 - the CUDA time split of one eager forward (torch.profiler): cuBLAS GEMMs, our Triton kernels,
   attention, everything else. Its sum ("GPU-busy") below the step time means the step waited on
-  the host (Python and kernel-launch overhead), not on the GPU.
+  the host (Python and kernel-launch overhead), not on the GPU;
+- the host time of a step (until the forward returns, before the GPU is waited for), and with
+  ``--host-profile`` a cProfile table of one eager forward.
 
 Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
 fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
 on the benchmark input itself). All NVFP4 variants fuse GELU-tanh into its GEMM. Run bf16 first
 (or in the same call): the others compare against its saved output. The JSON of several calls
 is merged into one file with --json (rows replaced by variant and compile setting).
+
+Each variant runs in its own child process, and is profiled only after it was timed: once
+torch.profiler has run, CUDA launches stay slower for the rest of the process (pytorch#144455),
+which had inflated every later variant's host time here.
 """
 
 from __future__ import annotations
@@ -26,7 +33,9 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -113,20 +122,41 @@ def weight_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 
-def time_forward(fn, args: dict, runs: int, warmup: int = 3) -> tuple[float, torch.Tensor]:
+def time_forward(fn, args: dict, runs: int, warmup: int = 3) -> tuple[float, float, torch.Tensor]:
+    """(median step ms, median host ms, output): host ms is the time until the forward returns,
+    before the GPU is waited for; near the step time it means the host set the pace."""
     with torch.no_grad():
         for _ in range(warmup):
             out = fn(**args, return_dict=False)[0]
         torch.cuda.synchronize()
-        times = []
+        times, host = [], []
         for _ in range(runs):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            t0 = time.perf_counter()
             start.record()
             out = fn(**args, return_dict=False)[0]
             end.record()
+            host.append((time.perf_counter() - t0) * 1e3)
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end))
-    return sorted(times)[len(times) // 2], out
+    return sorted(times)[len(times) // 2], sorted(host)[len(host) // 2], out
+
+
+def host_profile(model: torch.nn.Module, args: dict, rows: int = 30) -> str:
+    """cProfile of one eager forward, by own time: where the host time of a step goes."""
+    import cProfile
+    import io
+    import pstats
+
+    prof = cProfile.Profile()
+    with torch.no_grad():
+        prof.enable()
+        model(**args, return_dict=False)
+        torch.cuda.synchronize()
+        prof.disable()
+    text = io.StringIO()
+    pstats.Stats(prof, stream=text).sort_stats("tottime").print_stats(rows)
+    return text.getvalue()
 
 
 def cuda_time_split(model: torch.nn.Module, args: dict) -> dict[str, float]:
@@ -154,6 +184,7 @@ def cuda_time_split(model: torch.nn.Module, args: dict) -> dict[str, float]:
 
 
 def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
+    """Time one variant eager (and compiled), then profile it: the profiler slows later launches."""
     spec = VARIANTS[name]
     t0 = time.perf_counter()
     model = build_bf16()
@@ -169,9 +200,9 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
         fn = torch.compile(model, mode=opts.compile_mode) if compiled else model
         torch.cuda.reset_peak_memory_stats()
         t1 = time.perf_counter()
-        ms, out = time_forward(fn, args, opts.runs)
+        ms, host_ms, out = time_forward(fn, args, opts.runs)
         row = {"variant": name, "compiled": compiled, "compile_mode": opts.compile_mode if compiled else None,
-               "step_ms": ms, "build_s": build_s,
+               "step_ms": ms, "host_ms": host_ms, "build_s": build_s,
                "warmup_and_runs_s": time.perf_counter() - t1,
                "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
                "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0}
@@ -183,12 +214,31 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
             o = out.float()
             row["rel_l2_vs_bf16"] = float((o - ref).norm() / ref.norm())
             row["cosine_vs_bf16"] = float(torch.nn.functional.cosine_similarity(o.flatten(), ref.flatten(), dim=0))
-        if not compiled:
-            row["cuda_ms_split"] = cuda_time_split(model, args)
         rows.append(row)
         print(json.dumps(row), flush=True)
+    if opts.host_profile:
+        print(f"--- {name}: cProfile of one eager forward\n{host_profile(model, args)}", flush=True)
+    rows[0]["cuda_ms_split"] = cuda_time_split(model, args)
+    print(json.dumps({"variant": name, "cuda_ms_split": rows[0]["cuda_ms_split"]}), flush=True)
     del model
     torch.cuda.empty_cache()
+    return rows
+
+
+def run_each_in_own_process(opts) -> list[dict]:
+    """One child process per variant: nothing (profiler state, compiled graphs, caches in memory,
+    allocator pools) carries from one variant's timing into the next."""
+    rows = []
+    common = ["--resolution", opts.resolution, "--batch", str(opts.batch), "--runs", str(opts.runs),
+              "--work", str(opts.work)]
+    common += ["--no-compile"] * opts.no_compile + ["--host-profile"] * opts.host_profile
+    common += ["--compile-mode", opts.compile_mode] if opts.compile_mode else []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in opts.variants:
+            out = Path(tmp) / f"{name}.json"
+            subprocess.run([sys.executable, __file__, "--variants", name, "--rows-out", str(out), *common],
+                           check=True)
+            rows += json.loads(out.read_text())
     return rows
 
 
@@ -202,20 +252,27 @@ def main() -> int:
     parser.add_argument("--compile-mode", help="torch.compile mode for every variant, e.g. reduce-overhead (CUDA "
                                                "graphs; two-pass strategies then fall back to the fused kernel, "
                                                "having no scratch buffer on the capture stream)")
+    parser.add_argument("--host-profile", action="store_true", help="print a cProfile table of one eager forward")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nvfp4_bench_flux"),
                         help="folder for the BF16 reference outputs")
     parser.add_argument("--json", type=Path, help="merge the rows into this JSON file")
+    parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)  # a child's rows, for its parent
     opts = parser.parse_args()
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU")
     resolution = tuple(int(v) for v in opts.resolution.lower().split("x"))
     opts.work.mkdir(parents=True, exist_ok=True)
-    args = inputs(resolution, opts.batch)
     env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
            "triton": __import__("triton").__version__, "diffusers": __import__("diffusers").__version__,
            "resolution": opts.resolution, "batch": opts.batch, "runs": opts.runs}
-    print(json.dumps(env), flush=True)
-    rows = [row for name in opts.variants for row in run_variant(name, args, opts, opts.work)]
+    if len(opts.variants) > 1:
+        print(json.dumps(env), flush=True)
+        rows = run_each_in_own_process(opts)
+    else:
+        rows = run_variant(opts.variants[0], inputs(resolution, opts.batch), opts, opts.work)
+        if opts.rows_out:
+            opts.rows_out.write_text(json.dumps(rows))
+            return 0
     if opts.json:
         old = json.loads(opts.json.read_text()) if opts.json.exists() else {"rows": []}
         fresh = {(r["variant"], r["compiled"]) for r in rows}
@@ -228,12 +285,13 @@ def main() -> int:
 
 def report(rows: list[dict]) -> None:
     base = {r["compiled"]: r["step_ms"] for r in rows if r["variant"] == "bf16"}
-    print(f"{'variant':14} {'mode':8} {'step ms':>8} {'vs bf16':>8} {'GPU-busy ms':>11} {'weights GiB':>12} "
+    print(f"{'variant':14} {'mode':8} {'step ms':>8} {'vs bf16':>8} {'host ms':>8} {'GPU-busy ms':>11} {'weights GiB':>12} "
           f"{'peak GiB':>9} {'rel L2':>7} {'cosine':>7} {'breaks':>6}")
     for r in rows:
         speed = f"{base[r['compiled']] / r['step_ms']:8.3f}" if r["compiled"] in base else f"{'':8}"
         busy = sum(r["cuda_ms_split"].values()) if "cuda_ms_split" in r else float("nan")
-        print(f"{r['variant']:14} {'compile' if r['compiled'] else 'eager':8} {r['step_ms']:8.1f} {speed} {busy:11.1f} "
+        print(f"{r['variant']:14} {'compile' if r['compiled'] else 'eager':8} {r['step_ms']:8.1f} {speed} "
+              f"{r['host_ms']:8.1f} {busy:11.1f} "
               f"{r['weight_bytes'] / 2**30:12.2f} {r['peak_bytes'] / 2**30:9.2f} "
               f"{r.get('rel_l2_vs_bf16', float('nan')):7.4f} {r.get('cosine_vs_bf16', float('nan')):7.4f} "
               f"{r['graph_breaks']:6}")

@@ -12,8 +12,10 @@ import torch
 
 from . import format as fmt
 from .kernels._act_quant import fp8_row_quant_kernel, nvfp4_act_quant_kernel
-from .launch import cdiv, launch_once_compiled
+from .launch import Kernel, cdiv
 
+_nvfp4_quant = Kernel(nvfp4_act_quant_kernel)
+_fp8_quant = Kernel(fp8_row_quant_kernel)
 _NVFP4_TILE = (16, 128)  # (rows, columns) per program: 8 scale blocks of 16 per row
 
 
@@ -33,14 +35,9 @@ def quantize_activation_nvfp4(
     packed = torch.empty((m, k // 2), dtype=torch.uint8, device=x.device) if codes else xq
     scale = torch.empty((m, k // fmt.BLOCK_SIZE), dtype=torch.uint8, device=x.device) if codes else xq
     block_m, block_k = _NVFP4_TILE
-
-    def launch() -> None:
-        grid = (cdiv(m, block_m), cdiv(k, block_k))
-        nvfp4_act_quant_kernel[grid](x, input_scale, xq, packed, scale, m, k, x.stride(0), WRITE_CODES=codes,
-                                     BLOCK_M=block_m, BLOCK_K=block_k, num_warps=4)
-
     if m:
-        launch_once_compiled(launch, x, "nvfp4_act_quant", codes)
+        _nvfp4_quant((cdiv(m, block_m), cdiv(k, block_k)), x, input_scale, xq, packed, scale, m, k, x.stride(0),
+                     WRITE_CODES=codes, BLOCK_M=block_m, BLOCK_K=block_k, num_warps=4)
     if not codes:
         return xq, None, None
     return xq, packed, scale.view(torch.float8_e4m3fn)
@@ -53,11 +50,6 @@ def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     xq = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
     row_scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
     block_k = min(1 << (k - 1).bit_length(), 2048)  # next power of two (triton's is a slow JIT call)
-
-    def launch() -> None:
-        fp8_row_quant_kernel[(m,)](x, xq.view(torch.uint8), row_scale, k, x.stride(0), BLOCK_K=block_k,
-                                   num_warps=4)
-
     if m:
-        launch_once_compiled(launch, x, "fp8_row_quant", block_k)
+        _fp8_quant((m,), x, xq.view(torch.uint8), row_scale, k, x.stride(0), BLOCK_K=block_k, num_warps=4)
     return xq, row_scale

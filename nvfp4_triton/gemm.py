@@ -6,9 +6,9 @@ Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer, quantize the activations per
   token, then cuBLAS's FP8 GEMM.
-Once a key is known that is one dictionary lookup per call. The first launch of each
-(key, config, layout) runs inside ``compile_scope`` so that whatever it compiles lands in the
-nvfp4_triton cache. ``gelu=True`` applies GELU (tanh approximation) after the bias, inside the
+Once a key is known that is one dictionary lookup per call, and the Triton kernels launch through
+``launch.Kernel`` (Triton's own dispatch only on the first launch per layout, inside
+``compile_scope`` so that whatever it compiles lands in the nvfp4_triton cache). ``gelu=True`` applies GELU (tanh approximation) after the bias, inside the
 GEMM's epilogue where the strategy allows it.
 """
 
@@ -20,7 +20,7 @@ from . import scratch
 from .autotune import (FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, check_agreement, compile_scope,
                        m_bucket)
 from .act_quant import quantize_rows_fp8
-from .launch import cdiv, interpreter_active, launch_once_compiled
+from .launch import Kernel, cdiv, interpreter_active
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
 from .kernels._w4a16_gemv import w4a16_gemv_kernel
@@ -28,6 +28,9 @@ from .tiling import Fp8Config, GemmConfig, GemvConfig, TwoPassConfig, default_co
 
 tuner = Tuner("w4a16_gemm")
 fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8 vs W4A16: ~3.4e-2 apart
+_gemm_kernel = Kernel(w4a16_gemm_kernel)
+_gemv_kernel = Kernel(w4a16_gemv_kernel)
+_dequant_kernel = Kernel(nvfp4_dequant_kernel)
 
 
 def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
@@ -41,15 +44,15 @@ def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
 
 
 def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, launch, config: GemmConfig | None,
-         x: torch.Tensor, y: torch.Tensor, has_bias: bool, gelu: bool) -> None:
-    """Find the config (given, remembered, or tuned now) and launch it into ``y``.
+         x: torch.Tensor, n: int, has_bias: bool, out: torch.Tensor | None) -> torch.Tensor:
+    """Find the config (given, remembered, or tuned now), launch it and return its output.
 
-    ``launch(cfg, out)`` runs one config into ``out``. Tuning times the tuner's own candidates
-    plus ``scratch_candidates`` when the scratch limit admits the ``[N, K]`` weight in ``scratch_dtype``;
-    it writes into a throw-away output.
+    ``launch(cfg, out)`` runs one config into ``out``, or into a tensor it allocates when ``out``
+    is None, and returns that. Tuning times the tuner's own candidates plus ``scratch_candidates``
+    when the scratch limit admits the ``[N, K]`` weight in ``scratch_dtype``; it writes into a
+    throw-away output.
     """
     m, k = x.shape
-    n = y.shape[1]
     key = (x.device.index, x.dtype, m_bucket(m), n, k, has_bias)
     config = config or which.lookup(key)
     if config is None:
@@ -60,8 +63,7 @@ def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, la
             nonlocal reference
             with compile_scope():
                 if reference is None:  # the default config's output, which every candidate must agree with
-                    reference = torch.empty_like(probe)
-                    launch(which.default(m_bucket(m), n, k), reference)
+                    reference = launch(which.default(m_bucket(m), n, k), torch.empty_like(probe))
                 ms = benchmark_ms(lambda: launch(cfg, probe))
             check_agreement(probe, reference, which.tolerance)
             return ms
@@ -71,7 +73,7 @@ def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, la
 
         heuristic_only = x.device.type != "cuda" or interpreter_active()
         config = which.resolve(key, bench, heuristic_only, extra)
-    launch_once_compiled(lambda: launch(config, y), x, config, has_bias, gelu, n, k)
+    return launch(config, out)
 
 
 def w4a16_gemm(
@@ -92,16 +94,14 @@ def w4a16_gemm(
     synchronization, so it can be captured in a CUDA graph.
     """
     n = packed.shape[0]
-    y = _output(x, n, out)
     if x.shape[0] == 0:
-        return y
+        return _output(x, n, out)
     scale_bits = block_scale if block_scale.dtype == torch.uint8 else block_scale.view(torch.uint8)
 
-    def launch(cfg: GemmConfig, dst: torch.Tensor) -> None:
-        _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
+    def launch(cfg: GemmConfig, dst: torch.Tensor | None) -> torch.Tensor:
+        return _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
-    _run(tuner, TWO_PASS_CANDIDATES, x.dtype, launch, config, x, y, bias is not None, gelu)
-    return y
+    return _run(tuner, TWO_PASS_CANDIDATES, x.dtype, launch, config, x, n, bias is not None, out)
 
 
 def w4a8_gemm(
@@ -121,23 +121,20 @@ def w4a8_gemm(
     ``fp8.column_scales`` of the weight, prepared once at load time.
     """
     n, k = packed.shape[0], x.shape[1]
-    y = _output(x, n, None)
     if x.shape[0] == 0:
-        return y
+        return _output(x, n, None)
     scale_bits = block_scale if block_scale.dtype == torch.uint8 else block_scale.view(torch.uint8)
 
-    def launch(cfg: GemmConfig, dst: torch.Tensor) -> None:
+    def launch(cfg: GemmConfig, dst: torch.Tensor | None) -> torch.Tensor:
         if isinstance(cfg, Fp8Config):
             w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device)
             if w8 is not None:
                 dequantize_into(w8, packed, scale_bits, multipliers, cfg)
-                fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst)
-                return
+                return fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst)
             cfg = default_config(x.shape[0], n, k)  # scratch capped or off since tuning
-        _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
+        return _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
-    _run(fp8_tuner, FP8_CANDIDATES, torch.float8_e4m3fn, launch, config, x, y, bias is not None, gelu)
-    return y
+    return _run(fp8_tuner, FP8_CANDIDATES, torch.float8_e4m3fn, launch, config, x, n, bias is not None, None)
 
 
 FAST_ACCUM_MIN_M = 64
@@ -161,10 +158,11 @@ def fp8_gemm(
     """
     fast_accum = fast_accum and x.shape[0] >= FAST_ACCUM_MIN_M
     xq, row_scale = quantize_rows_fp8(x)
-    y = _output(x, w8.shape[0], out)
+    if out is not None:
+        _output(x, w8.shape[0], out)
     bias = bias if bias is None or bias.dtype == x.dtype else bias.to(x.dtype)
-    torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column_scale, bias=bias, out_dtype=x.dtype,
-                     use_fast_accum=fast_accum, out=y)
+    y = torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column_scale, bias=bias, out_dtype=x.dtype,
+                         use_fast_accum=fast_accum, out=out)
     if gelu:
         torch.ops.aten.gelu_(y, approximate="tanh")
     return y
@@ -177,32 +175,32 @@ def dequantize_into(out: torch.Tensor, packed: torch.Tensor, scale_bits: torch.T
     grid = (cdiv(n, cfg.block_n), cdiv(k, cfg.block_k))
     if out.dtype == torch.float8_e4m3fn:
         out = out.view(torch.uint8)  # the kernel writes E4M3 bit patterns
-    nvfp4_dequant_kernel[grid](packed, scale_bits, factor, out, n, k, PER_ROW=factor.dim() == 1,
-                               BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps)
+    _dequant_kernel(grid, packed, scale_bits, factor, out, n, k, PER_ROW=factor.dim() == 1,
+                    BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps)
 
 
-def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y, gelu: bool) -> None:
+def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, out, gelu: bool) -> torch.Tensor:
     m, k = x.shape
     n = packed.shape[0]
     if isinstance(cfg, TwoPassConfig):
         w = scratch.dense_buffer(n, k, x.dtype, x.device)
         if w is not None:
             dequantize_into(w, packed, scale_bits, global_scale, cfg)
-            _cublas(x, w, bias, y, gelu)
-            return
+            return _cublas(x, w, bias, out, gelu)
         cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
+    y = _output(x, n, out)
     if isinstance(cfg, GemvConfig):
-        w4a16_gemv_kernel[(cdiv(n, cfg.block_n),)](
-            x, packed, scale_bits, global_scale, bias if bias is not None else y, y,
+        _gemv_kernel(
+            (cdiv(n, cfg.block_n),), x, packed, scale_bits, global_scale, bias if bias is not None else y, y,
             m, n, k,
             x.stride(0), x.stride(1), y.stride(0), y.stride(1),
             HAS_BIAS=bias is not None, GELU_TANH=gelu,
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
         )
-        return
-    grid = (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n),)
-    w4a16_gemm_kernel[grid](
-        x, packed, scale_bits, global_scale, bias if bias is not None else y, y,
+        return y
+    _gemm_kernel(
+        (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n),), x, packed, scale_bits, global_scale,
+        bias if bias is not None else y, y,
         m, n, k,
         x.stride(0), x.stride(1), y.stride(0), y.stride(1),
         HAS_BIAS=bias is not None,
@@ -211,22 +209,24 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, y,
         BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
+    return y
 
 
-def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, y: torch.Tensor, gelu: bool) -> None:
-    """``y = act(x @ w^T + bias)`` by cuBLAS; with a bias on CUDA, GELU-tanh rides cuBLASLt's epilogue.
+def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None,
+            gelu: bool) -> torch.Tensor:
+    """``act(x @ w^T + bias)`` by cuBLAS, into ``out`` or a new tensor; with a bias on CUDA, GELU-tanh
+    rides cuBLASLt's epilogue.
 
     (``torch._addmm_activation`` applies ReLU unless ``use_gelu``, and the exact GELU on the CPU:
     it serves the GELU case on CUDA only.)
     """
+    if out is not None:
+        _output(x, w.shape[0], out)
     if bias is not None and bias.dtype != x.dtype:
         bias = bias.to(x.dtype)
     if gelu and bias is not None and x.device.type == "cuda":
-        torch._addmm_activation(bias, x, w.t(), use_gelu=True, out=y)
-        return
-    if bias is None:
-        torch.mm(x, w.t(), out=y)
-    else:
-        torch.addmm(bias, x, w.t(), out=y)
+        return torch._addmm_activation(bias, x, w.t(), use_gelu=True, out=out)
+    y = torch.mm(x, w.t(), out=out) if bias is None else torch.addmm(bias, x, w.t(), out=out)
     if gelu:
         torch.ops.aten.gelu_(y, approximate="tanh")
+    return y

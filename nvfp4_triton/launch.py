@@ -1,21 +1,20 @@
-"""What every kernel launcher shares: interpreter detection and compile-once bookkeeping.
+"""What every kernel launcher shares: interpreter detection and a low-overhead Triton launch.
 
-The first launch of each (config, layout) runs inside ``compile_scope``, so that whatever
-Triton compiles for it lands in the nvfp4_triton cache; later launches skip the context.
+A FLUX step makes ~500 NVFP4 linear calls, and Triton's ``kernel[grid](...)`` spends tens of
+microseconds of host time in Python on each launch (binding arguments, hashing options, checking
+globals) before its C launcher runs: in eager mode the GPU then waits on the host.
+:class:`Kernel` launches through Triton only the first time per argument layout, and after
+that calls the compiled kernel's launcher directly.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Hashable
-
 import torch
 import triton
+from triton import knobs
 
 from .autotune import compile_scope
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
-
-_launched: set[tuple] = set()
-
 
 _INTERPRETED = not isinstance(w4a16_gemm_kernel, triton.runtime.JITFunction)
 
@@ -33,12 +32,53 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def launch_once_compiled(launch: Callable[[], None], x: torch.Tensor, *layout: Hashable) -> None:
-    """Call ``launch``; the first time for this (layout, x's device, dtype, strides, alignment), in the cache scope."""
-    key = (*layout, x.device.index, x.dtype, x.stride(-1) == 1, x.data_ptr() % 16 == 0)
-    if key in _launched or x.device.type != "cuda":
-        launch()
-    else:
-        with compile_scope():
-            launch()
-        _launched.add(key)
+def _layout(arg: object) -> object:
+    """What Triton specializes a compiled kernel on, for one runtime argument.
+
+    Tensors: dtype and 16-byte alignment. Integers: equal to 1, multiple of 16, fits in 32 bits.
+    (Finer than Triton where a parameter is not specialized; that only adds cache entries.)
+    """
+    kind = type(arg)
+    if kind is torch.Tensor:
+        return arg.dtype, arg.data_ptr() % 16 == 0
+    if kind is int:
+        return arg == 1, arg % 16 == 0, -(2**31) <= arg < 2**31
+    return kind, arg
+
+
+class Kernel:
+    """A ``@triton.jit`` kernel launched as ``kernel(grid, *args, num_warps=.., **constexprs)``.
+
+    The first launch per layout (device, launch options, constexprs, and what Triton specializes on
+    in each argument: see ``_layout``) goes through Triton inside ``compile_scope``, so that a
+    compilation lands in nvfp4_triton's cache, and keeps the compiled kernel Triton returns.
+    Later launches with that layout call its launcher directly. Under the interpreter every launch
+    goes through Triton.
+    """
+
+    def __init__(self, fn) -> None:
+        self.fn = fn
+        self._compiled: dict[tuple, object] = {}
+        params = getattr(fn, "params", ())
+        self._constexprs = tuple((p.name, p.default) for p in params if p.is_constexpr)
+
+    def __call__(self, grid: tuple[int, ...], *args, num_warps: int, num_stages: int | None = None,
+                 **constexprs) -> None:
+        options = {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps, "num_stages": num_stages}
+        if _INTERPRETED or args[0].device.type != "cuda":
+            self.fn[grid](*args, **constexprs, **options)
+            return
+        device = torch.cuda.current_device()
+        key = (device, num_warps, num_stages, *constexprs.items(), *map(_layout, args))
+        compiled = self._compiled.get(key)
+        if compiled is None:
+            with compile_scope():
+                self._compiled[key] = self.fn[grid](*args, **constexprs, **options)
+            return
+        values = (*args, *(constexprs.get(name, default) for name, default in self._constexprs))
+        stream = triton.runtime.driver.active.get_current_stream(device)
+        grid3 = (*grid, 1, 1)
+        hook = knobs.runtime.launch_enter_hook
+        metadata = None if hook is None else compiled.launch_metadata(grid, stream, *values)
+        compiled.run(grid3[0], grid3[1], grid3[2], stream, compiled.function, compiled.packed_metadata, metadata,
+                     hook, knobs.runtime.launch_exit_hook, *values)

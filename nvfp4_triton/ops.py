@@ -150,7 +150,7 @@ def nvfp4_linear(
         )
     check_linear_args(x, weight, bias)
     check_activation(activation, input_scale, x.device)
-    bits = weight.block_scale.view(torch.uint8)
+    bits = weight.scale_bits
     if activation == "nvfp4":
         return call_op(_w4a4_linear, x, weight.packed, bits, weight.global_scale, input_scale, bias, gelu)
     if activation == "fp8":

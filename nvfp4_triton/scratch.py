@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 
 import torch
+import triton
 
 SCRATCH_ENV = "NVFP4_TRITON_SCRATCH_MB"
 _UNSET = object()
@@ -60,7 +61,7 @@ def release_scratch() -> None:
 
 def release_stream(stream: torch.cuda.Stream) -> None:
     """Free the buffer of one stream (the tuner's short-lived timing streams)."""
-    _drop((stream.device.index, stream.stream_id))
+    _drop((stream.device.index, stream.cuda_stream))
 
 
 def _drop(key: tuple) -> None:
@@ -77,7 +78,7 @@ def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> to
     if limit is not None and need > limit:
         return None
     if device.type == "cuda":
-        key = (device.index, torch.cuda.current_stream(device).stream_id)
+        key = (device.index, triton.runtime.driver.active.get_current_stream(device.index))  # a raw stream handle
     else:
         key = (device.type, 0)
     view = _views.get((key, n, k, dtype))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 import torch
@@ -34,6 +34,8 @@ class NVFP4Weight:
     global_scale: torch.Tensor
     shape: tuple[int, int]
     scale_layout: ScaleLayout = "linear"
+    scale_bits: torch.Tensor = field(init=False, repr=False, compare=False)
+    """``block_scale`` viewed as its uint8 bit patterns, as the kernels take it (made once, not per call)."""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "shape", tuple(int(s) for s in self.shape))
@@ -57,6 +59,7 @@ class NVFP4Weight:
             device = getattr(self, name).device
             if device != self.packed.device:
                 raise ValueError(f"NVFP4Weight: {name} is on {device} but packed is on {self.packed.device}")
+        object.__setattr__(self, "scale_bits", self.block_scale.view(torch.uint8))
 
     @property
     def out_features(self) -> int:

@@ -182,10 +182,11 @@ def test_tuner_rejects_a_config_whose_output_is_wrong(private_cache, monkeypatch
     monkeypatch.setattr(autotune, "candidate_configs", lambda *args: [broken, good])
     launch = gemm._launch_w4a16
 
-    def sabotaged(cfg, x, packed, scale_bits, global_scale, bias, y, gelu):
-        launch(cfg, x, packed, scale_bits, global_scale, bias, y, gelu)
+    def sabotaged(cfg, x, packed, scale_bits, global_scale, bias, out, gelu):
+        y = launch(cfg, x, packed, scale_bits, global_scale, bias, out, gelu)
         if cfg == broken:
             y.mul_(-1)
+        return y
     monkeypatch.setattr(gemm, "_launch_w4a16", sabotaged)
     caplog.set_level(logging.WARNING, "nvfp4_triton")
     n, k = 1000, 512  # a shape no other test tunes
