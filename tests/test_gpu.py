@@ -199,6 +199,27 @@ def test_tuner_rejects_a_config_whose_output_is_wrong(private_cache, monkeypatch
     assert_matches_reference(y, x, q, None, rounded_weight=True)
 
 
+def test_later_launches_respect_a_new_argument_layout():
+    """After the first launch, kernels launch without Triton's dispatch; an x or out that is not
+    16-byte aligned, or an M of another kind (1, a multiple of 16, neither), must still get a
+    kernel compiled for it, in whichever order the layouts arrive."""
+    from nvfp4_triton.gemm import w4a16_gemm
+    from nvfp4_triton.tiling import GemvConfig, TileConfig, TwoPassConfig
+
+    n, k = 96, 256
+    q = _weight(n, k, seed=21)
+    x_pool = torch.randn(64 * k + 8, device="cuda", dtype=torch.bfloat16)
+    y_pool = torch.empty(64 * n + 8, device="cuda", dtype=torch.bfloat16)
+    for config in (TileConfig(32, 32, 64, num_warps=4), GemvConfig(2, 8, 128), TwoPassConfig()):
+        for m, x_off, y_off in ((64, 0, 0), (64, 1, 0), (64, 0, 3), (17, 0, 0), (17, 5, 1), (1, 0, 0), (1, 3, 0),
+                                (32, 0, 0)):
+            x = x_pool[x_off:x_off + m * k].view(m, k)
+            out = y_pool[y_off:y_off + m * n].view(m, n).fill_(float("nan"))
+            y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=config, out=out)
+            assert y.data_ptr() == out.data_ptr()
+            assert_matches_reference(y, x, q, None, rounded_weight=isinstance(config, TwoPassConfig))
+
+
 @pytest.mark.parametrize("m, n, k", [(1, 18432, 3072), (3, 9216, 3072), (4, 3072, 12288)])
 def test_gemv_configs_at_flux_sizes(m, n, k):
     from nvfp4_triton.autotune import candidate_configs
