@@ -8,11 +8,14 @@ Per shape, a tuner (``autotune``) picks a strategy and its config:
   token, then cuBLAS's FP8 GEMM.
 Once a key is known that is one dictionary lookup per call, and the Triton kernels launch through
 ``launch.Kernel`` (Triton's own dispatch only on the first launch per layout, inside
-``compile_scope`` so that whatever it compiles lands in the nvfp4_triton cache). ``gelu=True`` applies GELU (tanh approximation) after the bias, inside the
-GEMM's epilogue where the strategy allows it.
+``compile_scope`` so that whatever it compiles lands in the nvfp4_triton cache). ``gelu=True``
+applies GELU (tanh approximation) after the bias, inside the GEMM's epilogue where the strategy
+allows it.
 """
 
 from __future__ import annotations
+
+import contextlib
 
 import torch
 
@@ -72,7 +75,9 @@ def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, la
             return scratch_candidates if scratch.dense_buffer(n, k, scratch_dtype, x.device) is not None else ()
 
         heuristic_only = x.device.type != "cuda" or interpreter_active()
-        config = which.resolve(key, bench, heuristic_only, extra)
+        # Timing streams and graphs must belong to x's device, which need not be the current one.
+        with contextlib.nullcontext() if heuristic_only else torch.cuda.device(x.device):
+            config = which.resolve(key, bench, heuristic_only, extra)
     return launch(config, out)
 
 

@@ -47,7 +47,8 @@ def _layout(arg: object) -> object:
 
 
 class Kernel:
-    """A ``@triton.jit`` kernel launched as ``kernel(grid, *args, num_warps=.., **constexprs)``.
+    """A ``@triton.jit`` kernel launched as ``kernel(grid, *args, num_warps=.., **constexprs)``, on the
+    device of its first argument.
 
     The first launch per layout (device, launch options, constexprs, and what Triton specializes on
     in each argument: see ``_layout``) goes through Triton inside ``compile_scope``, so that a
@@ -68,7 +69,11 @@ class Kernel:
         if _INTERPRETED or args[0].device.type != "cuda":
             self.fn[grid](*args, **constexprs, **options)
             return
-        device = torch.cuda.current_device()
+        device = args[0].device.index
+        if device != torch.cuda.current_device():  # Triton launches on the current device
+            with torch.cuda.device(device):
+                self(grid, *args, num_warps=num_warps, num_stages=num_stages, **constexprs)
+            return
         key = (device, num_warps, num_stages, *constexprs.items(), *map(_layout, args))
         compiled = self._compiled.get(key)
         if compiled is None:

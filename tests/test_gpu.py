@@ -99,6 +99,27 @@ def test_cuda_graph_capture_and_replay():
         assert_matches_reference(static_y, static_x, layer.nvfp4_weight, layer.bias)
 
 
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two GPUs")
+@pytest.mark.parametrize("activation", [None, "fp8", "nvfp4"])
+def test_layer_on_a_gpu_other_than_the_current_one(activation):
+    """Models split across GPUs call layers whose tensors are not on the current device."""
+    torch.cuda.set_device(0)
+    dense = torch.nn.Linear(512, 768, dtype=torch.bfloat16, device="cuda:1")
+    layer = NVFP4Linear.from_linear(dense)
+    x = torch.randn(300, 512, device="cuda:1", dtype=torch.bfloat16)
+    layer.activation = activation
+    if activation == "nvfp4":
+        layer.input_scale = (x.float().abs().amax() / 2688).reshape(())
+    with torch.no_grad():
+        y = layer(x)
+        with torch.cuda.device(1):
+            expected = layer(x)
+    assert y.device == x.device
+    assert torch.equal(y, expected)
+    if activation is None:
+        assert_matches_reference(y, x, layer.nvfp4_weight, layer.bias)
+
+
 def test_reduce_overhead_compile_replays_graphs():
     torch._dynamo.reset()
     layer = NVFP4Linear.from_linear(torch.nn.Linear(512, 1024, dtype=torch.bfloat16, device="cuda"))
