@@ -38,9 +38,9 @@ def _layout(arg: object) -> object:
     Tensors: dtype and 16-byte alignment. Integers: equal to 1, multiple of 16, fits in 32 bits.
     (Finer than Triton where a parameter is not specialized; that only adds cache entries.)
     """
-    kind = type(arg)
-    if kind is torch.Tensor:
+    if isinstance(arg, torch.Tensor):  # nn.Parameter too (a layer's bias)
         return arg.dtype, arg.data_ptr() % 16 == 0
+    kind = type(arg)
     if kind is int:
         return arg == 1, arg % 16 == 0, -(2**31) <= arg < 2**31
     return kind, arg

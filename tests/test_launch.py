@@ -11,6 +11,7 @@ def test_layout_separates_what_triton_specializes_on():
     assert _layout(pool[0:]) != _layout(pool[1:]), "16-byte aligned and 2 bytes off must not share a kernel"
     assert _layout(pool[0:]) == _layout(pool[8:]), "both 16-byte aligned"
     assert _layout(pool) != _layout(pool.view(torch.int16)), "dtype is part of the signature"
+    assert _layout(torch.nn.Parameter(pool, requires_grad=False)) == _layout(pool), "a bias is a Parameter"
     assert len({_layout(v) for v in (1, 16, 17, 2**31)}) == 4, "1, multiple of 16, other, beyond 32 bits"
     assert _layout(32) == _layout(4096)
     assert _layout(None) != _layout(0)
