@@ -9,8 +9,11 @@ that calls the compiled kernel's launcher directly.
 
 from __future__ import annotations
 
+import inspect
+
 import torch
 import triton
+import triton.language as tl
 from triton import knobs
 
 from .autotune import compile_scope
@@ -46,6 +49,10 @@ def _layout(arg: object) -> object:
     return kind, arg
 
 
+def _is_constexpr(param: inspect.Parameter) -> bool:
+    return param.annotation is tl.constexpr or "constexpr" in str(param.annotation)
+
+
 class Kernel:
     """A ``@triton.jit`` kernel launched as ``kernel(grid, *args, num_warps=.., **constexprs)``, on the
     device of its first argument.
@@ -60,12 +67,16 @@ class Kernel:
     def __init__(self, fn) -> None:
         self.fn = fn
         self._compiled: dict[tuple, object] = {}
-        params = getattr(fn, "params", ())
-        self._constexprs = tuple((p.name, p.default) for p in params if p.is_constexpr)
+        params = inspect.signature(fn.fn).parameters.values()  # fn.fn: the Python function, jitted or interpreted
+        kinds = [_is_constexpr(p) for p in params]
+        if kinds != sorted(kinds):  # the direct launch passes runtime arguments, then constexprs
+            raise TypeError(f"{fn.fn.__name__}: every tl.constexpr parameter must come after the runtime parameters")
+        self._constexprs = tuple((p.name, p.default) for p in params if _is_constexpr(p))
 
     def __call__(self, grid: tuple[int, ...], *args, num_warps: int, num_stages: int | None = None,
                  **constexprs) -> None:
-        options = {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps, "num_stages": num_stages}
+        options = {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps,
+                                                                        "num_stages": num_stages}
         if _INTERPRETED or args[0].device.type != "cuda":
             self.fn[grid](*args, **constexprs, **options)
             return
