@@ -225,10 +225,13 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
     return rows
 
 
-def run_each_in_own_process(opts) -> list[dict]:
+def run_each_in_own_process(opts) -> tuple[list[dict], list[str]]:
     """One child process per variant: nothing (profiler state, compiled graphs, caches in memory,
-    allocator pools) carries from one variant's timing into the next."""
-    rows = []
+    allocator pools) carries from one variant's timing into the next.
+
+    Returns the rows and the variants whose child failed (out of memory, say); the others still count.
+    """
+    rows, failed = [], []
     common = ["--resolution", opts.resolution, "--batch", str(opts.batch), "--runs", str(opts.runs),
               "--work", str(opts.work)]
     common += ["--no-compile"] * opts.no_compile + ["--host-profile"] * opts.host_profile
@@ -236,10 +239,13 @@ def run_each_in_own_process(opts) -> list[dict]:
     with tempfile.TemporaryDirectory() as tmp:
         for name in opts.variants:
             out = Path(tmp) / f"{name}.json"
-            subprocess.run([sys.executable, __file__, "--variants", name, "--rows-out", str(out), *common],
-                           check=True)
+            child = subprocess.run([sys.executable, __file__, "--variants", name, "--rows-out", str(out), *common])
+            if child.returncode != 0 or not out.exists():
+                print(f"variant {name} failed (exit status {child.returncode}): no rows for it", flush=True)
+                failed.append(name)
+                continue
             rows += json.loads(out.read_text())
-    return rows
+    return rows, failed
 
 
 def main() -> int:
@@ -265,9 +271,10 @@ def main() -> int:
     env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
            "triton": __import__("triton").__version__, "diffusers": __import__("diffusers").__version__,
            "resolution": opts.resolution, "batch": opts.batch, "runs": opts.runs}
+    failed = []
     if len(opts.variants) > 1:
         print(json.dumps(env), flush=True)
-        rows = run_each_in_own_process(opts)
+        rows, failed = run_each_in_own_process(opts)
     else:
         rows = run_variant(opts.variants[0], inputs(resolution, opts.batch), opts, opts.work)
         if opts.rows_out:
@@ -280,7 +287,9 @@ def main() -> int:
         opts.json.parent.mkdir(parents=True, exist_ok=True)
         opts.json.write_text(json.dumps({"environment": env, "rows": kept + rows}, indent=2))
     report(rows)
-    return 0
+    if failed:
+        print(f"failed: {', '.join(failed)}")
+    return 1 if failed else 0
 
 
 def report(rows: list[dict]) -> None:
