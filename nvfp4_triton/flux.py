@@ -17,7 +17,7 @@ from torch import nn
 from . import fusion
 from .modelopt import Checkpoint, CheckpointError, load_checkpoint
 from .module import FP8Linear, NVFP4Linear
-from .ops import ACTIVATIONS
+from .ops import check_mode
 from .shapes import is_excluded
 
 
@@ -57,13 +57,7 @@ def load_transformer(
             the bytes of BF16 instead of 0.28x, and no per-call dequantization.
         fuse_gelu: fuse GELU-tanh into the GEMM before it (``nvfp4_triton.fusion``).
     """
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"load_transformer: activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if resident not in (None, "fp8"):
-        raise ValueError(f"load_transformer: resident must be None or 'fp8', got {resident!r}")
-    if resident == "fp8" and activation not in (None, "fp8"):
-        raise ValueError(f"load_transformer: resident='fp8' runs FP8 activations; activation={activation!r} "
-                         "cannot be combined with it")
+    check_mode(activation, resident, "load_transformer")
     ckpt = load_checkpoint(path, scale_layout=scale_layout, swap_nibbles=swap_nibbles, device="cpu")
     cls = _diffusers_class(model_class or ckpt.config.get("_class_name", "FluxTransformer2DModel"))
     config = {k: v for k, v in ckpt.config.items() if not k.startswith("_")}

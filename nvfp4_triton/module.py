@@ -208,6 +208,7 @@ class FP8Linear(nn.Module):
                             f"{tuple(weight_scale.shape)}")
         self.out_features, self.in_features = weight.shape
         self.gelu = gelu
+        self._views: tuple[torch.Tensor, ...] | None = None
         self.register_buffer("weight", weight)
         self.register_buffer("weight_scale", weight_scale.contiguous())
         self.bias = nn.Parameter(bias.detach(), requires_grad=False) if bias is not None else None
@@ -222,8 +223,18 @@ class FP8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fp8_input(x, self)
-        return call_op(_fp8_linear, x, self.weight.view(torch.uint8), self.weight_scale.view(1, -1), self.bias,
-                       self.gelu)
+        return call_op(_fp8_linear, x, *self._op_views(), self.bias, self.gelu)
+
+    def _op_views(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weight as uint8 bits and its scale as ``[1, N]``, as the op takes them.
+
+        Made again only when a buffer was replaced (a device move, a load), not per call.
+        """
+        weight, scale = self._buffers["weight"], self._buffers["weight_scale"]
+        cached = self._views
+        if cached is None or cached[0] is not weight or cached[1] is not scale:
+            cached = self._views = (weight, scale, weight.view(torch.uint8), scale.view(1, -1))
+        return cached[2], cached[3]
 
     def extra_repr(self) -> str:
         return _describe(self, self.weight.numel() + self.weight_scale.numel() * 4)

@@ -160,6 +160,21 @@ def nvfp4_linear(
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
 
 
+RESIDENTS = (None, "fp8")
+"""What a model keeps in memory: NVFP4 weights (None), or weights converted once to FP8 (``FP8Linear``)."""
+
+
+def check_mode(activation: str | None, resident: str | None, caller: str) -> None:
+    """Raise a ``ValueError`` naming ``caller`` for an unknown activation / resident mode or a pair that cannot run."""
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"{caller}: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if resident not in RESIDENTS:
+        raise ValueError(f"{caller}: resident must be one of {RESIDENTS}, got {resident!r}")
+    if resident == "fp8" and activation not in (None, "fp8"):
+        raise ValueError(f"{caller}: resident='fp8' runs FP8 activations; activation={activation!r} "
+                         "cannot be combined with it")
+
+
 def check_activation(activation: str | None, input_scale: torch.Tensor | None, device: torch.device) -> None:
     """Raise a ``ValueError`` / ``TypeError`` for an unknown mode or a missing / malformed ``input_scale``."""
     if activation not in ACTIVATIONS:

@@ -112,14 +112,9 @@ def prewarm(
     from . import gemm
     from .cache import cache_root
     from .autotune import Tuner
-    from .ops import ACTIVATIONS
+    from .ops import check_mode
 
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"prewarm: activation must be one of {ACTIVATIONS}, got {activation!r}")
-    if resident not in (None, "fp8"):
-        raise ValueError(f"prewarm: resident must be None or 'fp8', got {resident!r}")
-    if resident == "fp8" and activation not in (None, "fp8"):
-        raise ValueError(f"prewarm: resident='fp8' runs FP8 activations; activation={activation!r} cannot be combined")
+    check_mode(activation, resident, "prewarm")
     tuner, run = _mode_runner(activation, resident)
     empty = Tuner("none")  # stands in for modes that tune nothing
     tuner = tuner or empty
@@ -203,8 +198,13 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
     parser.add_argument("--require-gpu", action="store_true", help="fail (exit 1) when there is no CUDA GPU")
     args = parser.parse_args(argv)
-    if args.resident == "fp8" and args.activation == "nvfp4":
-        parser.error("--resident fp8 runs FP8 activations; it cannot be combined with --activation nvfp4")
+    from .ops import check_mode
+
+    activation = None if args.activation == "none" else args.activation
+    try:
+        check_mode(activation, args.resident, "prewarm")
+    except ValueError as err:
+        parser.error(str(err))
 
     try:
         if args.checkpoint:
@@ -228,7 +228,7 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     print(f"prewarming on {torch.cuda.get_device_name()}", flush=True)
     prewarm(plan, dtypes=tuple(DTYPES[d] for d in args.dtype), progress=lambda s: print(s, flush=True),
-            activation=None if args.activation == "none" else args.activation, resident=args.resident)
+            activation=activation, resident=args.resident)
     return 0
 
 

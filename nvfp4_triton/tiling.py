@@ -21,16 +21,16 @@ results on an H200 for every warp and stage count tried, while the interpreter w
 
 
 def _check_tiles(owner: object, minimums: dict[str, int]) -> None:
+    """Tile sizes: powers of two at least their minimum; num_warps (every config has it) >= 1."""
     for name, least in minimums.items():
         value = getattr(owner, name)
         if value < least or value & (value - 1):
             raise ValueError(f"{type(owner).__name__}: {name} must be a power of two >= {least}, got {value}")
-
-
-def _check_dequant_tile(owner: object) -> None:
-    _check_tiles(owner, {"block_n": 1, "block_k": MIN_BLOCK_K})
     if owner.num_warps < 1:
         raise ValueError(f"{type(owner).__name__}: num_warps must be >= 1, got {owner.num_warps}")
+
+
+_DEQUANT_TILE = {"block_n": 1, "block_k": MIN_BLOCK_K}  # TwoPassConfig and Fp8Config: the dequantize kernel's tile
 
 
 @dataclass(frozen=True)
@@ -49,9 +49,9 @@ class TileConfig:
     num_stages: int = 3
 
     def __post_init__(self) -> None:
-        _check_tiles(self, {"block_m": 16, "block_n": 16, "block_k": MIN_BLOCK_K})
         if self.group_m < 1 or self.num_warps < 1 or self.num_stages < 1:
             raise ValueError(f"TileConfig: group_m, num_warps and num_stages must be >= 1, got {self}")
+        _check_tiles(self, {"block_m": 16, "block_n": 16, "block_k": MIN_BLOCK_K})
 
 
 def default_config(m: int, n: int, k: int) -> TileConfig:
@@ -76,8 +76,6 @@ class GemvConfig:
 
     def __post_init__(self) -> None:
         _check_tiles(self, {"block_m": 1, "block_n": 1, "block_k": MIN_BLOCK_K})
-        if self.num_warps < 1:
-            raise ValueError(f"GemvConfig: num_warps must be >= 1, got {self.num_warps}")
 
 
 @dataclass(frozen=True)
@@ -89,7 +87,7 @@ class TwoPassConfig:
     num_warps: int = 4
 
     def __post_init__(self) -> None:
-        _check_dequant_tile(self)
+        _check_tiles(self, _DEQUANT_TILE)
 
 
 @dataclass(frozen=True)
@@ -107,7 +105,7 @@ class Fp8Config:
     fast_accum: bool = True
 
     def __post_init__(self) -> None:
-        _check_dequant_tile(self)
+        _check_tiles(self, _DEQUANT_TILE)
 
 
 GemmConfig = TileConfig | GemvConfig | TwoPassConfig | Fp8Config
