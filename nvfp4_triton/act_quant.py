@@ -12,7 +12,7 @@ import torch
 
 from . import format as fmt
 from .kernels._act_quant import fp8_row_quant_kernel, nvfp4_act_quant_kernel
-from .launch import Kernel, cdiv
+from .launch import Kernel, cdiv, interpreter_active
 
 _nvfp4_quant = Kernel(nvfp4_act_quant_kernel)
 _fp8_quant = Kernel(fp8_row_quant_kernel)
@@ -51,5 +51,6 @@ def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     row_scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
     block_k = min(1 << (k - 1).bit_length(), 2048)  # next power of two (triton's is a slow JIT call)
     if m:
-        _fp8_quant((m,), x, xq.view(torch.uint8), row_scale, k, x.stride(0), BLOCK_K=block_k, num_warps=4)
+        _fp8_quant((m,), x, xq.view(torch.uint8), row_scale, k, x.stride(0), BIT_MATH=interpreter_active(),
+                   BLOCK_K=block_k, num_warps=4)
     return xq, row_scale

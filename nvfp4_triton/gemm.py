@@ -181,6 +181,7 @@ def dequantize_into(out: torch.Tensor, packed: torch.Tensor, scale_bits: torch.T
     if out.dtype == torch.float8_e4m3fn:
         out = out.view(torch.uint8)  # the kernel writes E4M3 bit patterns
     _dequant_kernel(grid, packed, scale_bits, factor, out, n, k, PER_ROW=factor.dim() == 1,
+                    BIT_MATH=interpreter_active(),
                     BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps)
 
 

@@ -149,7 +149,7 @@ def test_dequant_kernel_rounds_the_exact_weight_once(device, dtype):
     q = quantize(torch.randn(n, k) * 3).to(device)
     out = torch.full((n, k), float("nan"), dtype=dtype, device=device)
     nvfp4_dequant_kernel[(2, 2)](q.packed, q.block_scale.view(torch.uint8), q.global_scale, out, n, k,
-                                 PER_ROW=False, BLOCK_N=64, BLOCK_K=128)
+                                 PER_ROW=False, BIT_MATH=False, BLOCK_N=64, BLOCK_K=128)
     exact = q.dequantize(torch.float64)
     if device.type == "cuda":  # one round-to-nearest-even of the fp32 product
         assert torch.equal(out, q.dequantize(torch.float32).to(dtype))

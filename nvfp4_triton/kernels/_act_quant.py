@@ -9,7 +9,7 @@ and in the interpreter alike.
 import triton
 import triton.language as tl
 
-from ._e4m3 import f32_to_e4m3_bits
+from ._e4m3 import f32_to_e4m3_bits, to_e4m3_bits
 from ._nvfp4_decode import e2m1_to_f16, e4m3_to_f16
 
 
@@ -78,12 +78,13 @@ def nvfp4_act_quant_kernel(
 def fp8_row_quant_kernel(
     x_ptr, xq_ptr, scale_ptr,
     K, stride_xm,
+    BIT_MATH: tl.constexpr,
     BLOCK_K: tl.constexpr,
 ):
     """Quantize one row (token) of x to E4M3 bits (``xq_ptr``: uint8) with scale ``amax / 448``; grid (M,).
 
     Two sweeps over the row: the amax, then ``clamp(x / scale, +-448)`` rounded to E4M3. An
-    all-zero row gets scale 1.
+    all-zero row gets scale 1. BIT_MATH: see ``_e4m3``.
     """
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_K)
@@ -97,4 +98,4 @@ def fp8_row_quant_kernel(
     for k0 in range(0, K, BLOCK_K):
         x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
         q = tl.minimum(tl.maximum(tl.math.div_rn(x, scale), -448.0), 448.0)
-        tl.store(xq_ptr + row * K + k0 + offs, f32_to_e4m3_bits(q), mask=k0 + offs < K)
+        tl.store(xq_ptr + row * K + k0 + offs, to_e4m3_bits(q, BIT_MATH), mask=k0 + offs < K)

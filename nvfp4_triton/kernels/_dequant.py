@@ -12,7 +12,7 @@ exact in fp32; the product with the factor is rounded once, to the output dtype.
 import triton
 import triton.language as tl
 
-from ._e4m3 import f32_to_e4m3_bits
+from ._e4m3 import to_e4m3_bits
 from ._nvfp4_decode import unpack_block
 
 
@@ -20,12 +20,13 @@ from ._nvfp4_decode import unpack_block
 def nvfp4_dequant_kernel(
     packed_ptr, scale_ptr, factor_ptr, out_ptr,
     N, K,
-    PER_ROW: tl.constexpr,
+    PER_ROW: tl.constexpr, BIT_MATH: tl.constexpr,
     BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
 ):
     """One [BLOCK_N, BLOCK_K] tile of the dense weight per program; grid (cdiv(N, BLOCK_N), cdiv(K, BLOCK_K)).
 
-    ``factor_ptr``: one fp32 per row with PER_ROW, else one fp32 for the whole matrix.
+    ``factor_ptr``: one fp32 per row with PER_ROW, else one fp32 for the whole matrix. BIT_MATH:
+    see ``_e4m3`` (E4M3 output only).
     """
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
     k0 = tl.program_id(1) * BLOCK_K
@@ -43,5 +44,5 @@ def nvfp4_dequant_kernel(
     else:
         w = w * tl.load(factor_ptr)
     if out_ptr.dtype.element_ty == tl.uint8:
-        w = f32_to_e4m3_bits(w)
+        w = to_e4m3_bits(w, BIT_MATH)
     tl.store(out_ptr + rows * K + offs_k[None, :], w.to(out_ptr.dtype.element_ty), mask=mask_n & (offs_k[None, :] < K))
