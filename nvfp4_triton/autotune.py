@@ -63,16 +63,17 @@ _LARGE_M = [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (128, 256, 64, 8, 3), (
             (128, 64, 128, 4, 4), (64, 256, 64, 4, 4), (256, 128, 64, 8, 3), (64, 64, 128, 4, 4)]
 
 
-TWO_PASS_CANDIDATES = (TwoPassConfig(64, 128, 4), TwoPassConfig(32, 256, 4))
+TWO_PASS_CANDIDATES = (TwoPassConfig(16, 512, 4), TwoPassConfig(32, 256, 4))
 """Two-pass configs timed beside the fused ones whenever the scratch limit admits the weight."""
 
-FP8_CANDIDATES = (Fp8Config(64, 128, 4), Fp8Config(32, 256, 4))  # fast accumulation on: see Fp8Config
+FP8_CANDIDATES = (Fp8Config(16, 512, 4), Fp8Config(32, 256, 4))  # fast accumulation on: see Fp8Config
 """FP8 two-pass configs timed beside the fused ones for ``activation="fp8"`` (scratch permitting)."""
 
 
-_GEMV = [(1, 16, 256, 4), (2, 8, 256, 4), (2, 16, 128, 4), (2, 4, 512, 4), (4, 8, 256, 4)]
-"""GEMV (block_m, block_n, block_k, warps), timed for M buckets <= 4: about 32-64 fp32 registers per
-thread hold the block_m x block_n x block_k product."""
+_GEMV = [(1, 32, 512, 4), (1, 16, 512, 4), (2, 32, 512, 4), (2, 16, 512, 4), (4, 32, 512, 4), (4, 16, 512, 4)]
+"""GEMV (block_m, block_n, block_k, warps), timed for M buckets <= 4: the fastest on an H200 at the
+FLUX small-M shapes (bench/NOTES.md, v8); the per-block sums take block_m x block_n x block_k / 16
+fp32 values, at most 32 registers per thread."""
 
 
 def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig | GemvConfig]:

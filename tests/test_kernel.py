@@ -73,6 +73,16 @@ def test_gemv_kernel_writes_every_element_correctly(device, seed, m, n, k_blocks
     assert_matches_reference(y, x, q, bias, gelu=gelu)
 
 
+def test_gemv_config_on_codes_not_aligned_as_int64_words(device):
+    """The GEMV reads the codes as int64 words; codes that cannot be viewed so take the fused kernel."""
+    x, q, bias = _problem(5, (2,), 40, 64, torch.bfloat16, True, device)
+    storage = torch.empty(q.packed.numel() + 3, dtype=torch.uint8, device=device)
+    packed = storage[3:].view(q.packed.shape)
+    packed.copy_(q.packed)
+    y = w4a16_gemm(x, packed, q.block_scale, q.global_scale, bias, config=GemvConfig(2, 8, 64))
+    assert_matches_reference(y, x, q, bias)
+
+
 @settings(max_examples=15)
 @given(
     seed=st.integers(0, 2**31),

@@ -40,3 +40,21 @@ def unpack_block(packed, raw_scale, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr
     w = tl.reshape(e2m1_to_f16(codes), (BLOCK_N, BLOCK_K // 16, 16))
     w = w * e4m3_to_f16(raw_scale)[:, :, None]
     return tl.reshape(w, (BLOCK_N, BLOCK_K))
+
+
+@triton.jit
+def nibble_e2m1_f32(word, i: tl.constexpr):
+    """Nibble ``i`` (0-7, low first) of each uint32 in ``word`` -> its E2M1 value times 2**-14, exact, as fp32.
+
+    :func:`e2m1_to_f16`'s bit pattern, shifted straight out of the word: two shifts and two masks
+    per value, and no multiply (callers fold 2**14 into the block scale).
+    """
+    if 4 * i >= 12:
+        sign = (word >> (4 * i - 12)) & 0x8000
+    else:
+        sign = (word << (12 - 4 * i)) & 0x8000
+    if 4 * i >= 9:
+        magnitude = (word >> (4 * i - 9)) & 0x0E00
+    else:
+        magnitude = (word << (9 - 4 * i)) & 0x0E00
+    return (sign | magnitude).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
