@@ -78,7 +78,8 @@ def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> to
     if limit is not None and need > limit:
         return None
     if device.type == "cuda":
-        key = (device.index, triton.runtime.driver.active.get_current_stream(device.index))  # a raw stream handle
+        index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" alone
+        key = (index, triton.runtime.driver.active.get_current_stream(index))  # a raw stream handle
     else:
         key = (device.type, 0)
     view = _views.get((key, n, k, dtype))
