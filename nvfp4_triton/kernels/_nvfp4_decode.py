@@ -1,4 +1,4 @@
-"""Bit-level decoding of NVFP4 codes and E4M3 scales, shared by the kernels (constexpr-free helpers)."""
+"""Bit-level decoding of NVFP4 codes and E4M3 scales, shared by the kernels."""
 
 import triton
 import triton.language as tl
