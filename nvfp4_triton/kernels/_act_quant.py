@@ -2,8 +2,8 @@
 
 Both follow the plain-torch references operation for operation (``format.quantize_activation``
 and ``fp8.quantize_rows``): fp32 math, IEEE-rounded divisions (``div_rn``), and round-to-nearest-
-even E4M3 conversion done on the bits, so their codes and scales match bit for bit, on the GPU
-and in the interpreter alike.
+even E4M3 conversion (see ``_e4m3``), so their codes and scales match bit for bit, on the GPU and
+in the interpreter alike.
 """
 
 import triton
@@ -83,7 +83,7 @@ def fp8_row_quant_kernel(
 ):
     """Quantize one row (token) of x to E4M3 bits (``xq_ptr``: uint8) with scale ``amax / 448``; grid (M,).
 
-    Two sweeps over the row: the amax, then ``clamp(x / scale, +-448)`` rounded to E4M3. An
+    Two sweeps over the row: the amax, then ``clamp(x * (1 / scale), +-448)`` rounded to E4M3. An
     all-zero row gets scale 1. BIT_MATH: see ``_e4m3``.
     """
     row = tl.program_id(0).to(tl.int64)
@@ -95,7 +95,8 @@ def fp8_row_quant_kernel(
     scale = tl.math.div_rn(tl.max(amax, axis=0), 448.0)
     scale = tl.where(scale == 0.0, 1.0, scale)
     tl.store(scale_ptr + row, scale)
+    inverse = tl.math.div_rn(1.0, scale)
     for k0 in range(0, K, BLOCK_K):
         x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
-        q = tl.minimum(tl.maximum(tl.math.div_rn(x, scale), -448.0), 448.0)
+        q = tl.minimum(tl.maximum(x * inverse, -448.0), 448.0)
         tl.store(xq_ptr + row * K + k0 + offs, to_e4m3_bits(q, BIT_MATH), mask=k0 + offs < K)
