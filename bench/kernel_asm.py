@@ -68,8 +68,7 @@ KERNELS = {"fused": _fused, "gemv": _gemv, "dequant": _dequant("*bf16"), "dequan
 def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int):
     """Compile ``fn`` with ``args`` (pointer dtypes as strings, ints as values, constexprs by annotation)."""
     constexpr_names = {p.name for p in fn.params if p.is_constexpr}
-    unspecialized = set(fn.do_not_specialize) | {fn.arg_names[i] for i in fn.do_not_specialize
-                                                 if isinstance(i, int)}
+    unspecialized = set(fn.do_not_specialize)  # parameter names, as the library's kernels give them
     signature, constexprs, attrs = {}, {}, {}
     for index, name in enumerate(fn.arg_names):
         value = args[name]

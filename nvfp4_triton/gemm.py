@@ -195,18 +195,18 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
             return _cublas(x, w, bias, out, gelu)
         cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
     y = _output(x, n, out)
-    if isinstance(cfg, GemvConfig) and packed.is_contiguous() and packed.storage_offset() % 8 == 0:
-        _gemv_kernel(
-            (cdiv(n, cfg.block_n),), x, packed.view(torch.int64), scale_bits, global_scale,
-            bias if bias is not None else y, y,
-            m, n, k, k // 16,
-            x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-            HAS_BIAS=bias is not None, GELU_TANH=gelu,
-            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
-        )
-        return y
-    if isinstance(cfg, GemvConfig):  # codes not readable as int64 words
-        cfg = default_config(m, n, k)
+    if isinstance(cfg, GemvConfig):
+        if packed.is_contiguous() and packed.storage_offset() % 8 == 0:  # readable as int64 words
+            _gemv_kernel(
+                (cdiv(n, cfg.block_n),), x, packed.view(torch.int64), scale_bits, global_scale,
+                bias if bias is not None else y, y,
+                m, n, k, k // 16,
+                x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+                HAS_BIAS=bias is not None, GELU_TANH=gelu,
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
+            )
+            return y
+        cfg = default_config(m, n, k)  # codes at an odd offset: use the fused kernel
     _gemm_kernel(
         (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n),), x, packed, scale_bits, global_scale,
         bias if bias is not None else y, y,
