@@ -1,9 +1,14 @@
 """The dense-weight scratch buffer of the two-pass strategy: one per (device, stream), bounded and visible.
 
 Two-pass runs dequantize an NVFP4 weight into this buffer, then hand it to cuBLAS. The buffer
-is reused by every layer on the same stream (calls on one stream run in order), grows to the
-largest weight it has served, and is never allocated during CUDA-graph capture (the call then
-uses the fused kernel). Its size is ``scratch_bytes()``.
+is reused by every layer on the same stream (calls on one stream run in order) and grows to the
+largest weight it has served. Its size is ``scratch_bytes()``.
+
+While a CUDA graph is being captured, each call gets a fresh ``[n, k]`` tensor instead, from the
+graph's memory pool, and drops it once its GEMM is enqueued. The allocator hands the freed block
+to the capture's next two-pass call, so a graph's pool holds about one dense weight, and replays
+keep the captured order, which makes that reuse safe. (A buffer of this module would tie every
+graph to memory that eager calls on the same stream may overwrite at any time.)
 
 Limit: ``NVFP4_TRITON_SCRATCH_MB`` (MiB; ``0`` turns the two-pass strategy off) or
 ``set_scratch_limit(nbytes)``, which wins over the variable. No limit by default: FLUX.1-dev's
@@ -72,12 +77,15 @@ def _drop(key: tuple) -> None:
 
 
 def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-    """An ``[n, k]`` view of this stream's buffer, or None when the limit or a graph capture forbids it."""
+    """An ``[n, k]`` view of this stream's buffer (during graph capture, a tensor of the graph's pool),
+    or None when the limit forbids it."""
     need = n * k * dtype.itemsize
     limit = scratch_limit()
     if limit is not None and need > limit:
         return None
     if device.type == "cuda":
+        if torch.cuda.is_current_stream_capturing():
+            return torch.empty((n, k), dtype=dtype, device=device)
         index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" alone
         key = (index, triton.runtime.driver.active.get_current_stream(index))  # a raw stream handle
     else:
@@ -87,8 +95,6 @@ def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> to
         return view
     buf = _buffers.get(key)
     if buf is None or buf.numel() < need:
-        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
-            return None
         _drop(key)  # free the smaller one first
         buf = _buffers[key] = torch.empty(need, dtype=torch.uint8, device=device)
     view = _views[(key, n, k, dtype)] = buf[:need].view(dtype).view(n, k)

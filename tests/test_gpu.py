@@ -79,6 +79,51 @@ def test_inductor_compiles_a_model_without_graph_breaks():
     torch.testing.assert_close(compiled, eager, rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("activation", [None, "fp8"])
+def test_two_pass_inside_a_captured_graph(activation, monkeypatch):
+    """Captured two-pass GEMMs keep their strategy, and stay exact while layers of one graph share its pool.
+
+    Each layer's dense weight comes from the graph's memory pool and is freed after its GEMM, so
+    the next layer's lands on the same block: replaying must still give eager's output bit for bit.
+    """
+    from nvfp4_triton import Fp8Config, TwoPassConfig, fp8, gemm, scratch
+
+    dims = [3072, 1024, 3072, 2048]  # K of the first layer, then each layer's N
+    weights = [_weight(n, k, seed=i) for i, (k, n) in enumerate(zip(dims, dims[1:]))]
+
+    def chain(x):
+        for q in weights:
+            if activation == "fp8":
+                multipliers, column_scale = fp8.weight_scales(q)
+                x = gemm.w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, multipliers, column_scale, None,
+                                   config=Fp8Config())
+            else:
+                x = gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=TwoPassConfig())
+        return x
+
+    static_x = torch.randn(512, dims[0], device="cuda", dtype=torch.bfloat16)
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream):
+        chain(static_x)  # compile and warm up outside capture
+    torch.cuda.current_stream().wait_stream(stream)
+    held = scratch.scratch_bytes()
+
+    def no_fallback(*args):
+        raise AssertionError("a captured two-pass call fell back to the fused kernel")
+
+    monkeypatch.setattr(gemm, "default_config", no_fallback)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph):
+        static_y = chain(static_x)
+    assert scratch.scratch_bytes() == held  # the graph's weights are not in (or shared with) eager scratch
+    for _ in range(2):
+        static_x.copy_(torch.randn_like(static_x))
+        graph.replay()
+        torch.cuda.synchronize()
+        assert torch.equal(static_y, chain(static_x))
+
+
 def test_cuda_graph_capture_and_replay():
     layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 3072, dtype=torch.bfloat16, device="cuda"))
     static_x = torch.randn(512, 3072, device="cuda", dtype=torch.bfloat16)
