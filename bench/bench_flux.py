@@ -11,9 +11,10 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
   ``torch.compile`` (default settings, the same for every variant), with dynamo's graph-break count;
 - peak GPU memory during a forward, and the transformer's weight bytes;
 - the output's error against BF16 (relative L2, cosine), from the BF16 output saved under --work;
-- the CUDA time split of one eager forward (torch.profiler): cuBLAS GEMMs, our Triton kernels,
-  attention, everything else. Its sum ("GPU-busy") below the step time means the step waited on
-  the host (Python and kernel-launch overhead), not on the GPU;
+- the CUDA time split of one forward, eager and compiled (torch.profiler): cuBLAS GEMMs, our
+  Triton kernels, attention, everything else, and the heaviest kernels by name. Its sum
+  ("GPU-busy") below the step time means the step waited on the host (Python and kernel-launch
+  overhead), not on the GPU;
 - the host time of a step (until the forward returns, before the GPU is waited for), and with
   ``--host-profile`` a cProfile table of one eager forward.
 
@@ -159,18 +160,20 @@ def host_profile(model: torch.nn.Module, args: dict, rows: int = 30) -> str:
     return text.getvalue()
 
 
-def cuda_time_split(model: torch.nn.Module, args: dict) -> dict[str, float]:
-    """ms of CUDA kernel time per class over one eager forward."""
+def cuda_time_split(fn, args: dict, top: int = 40) -> tuple[dict[str, float], list[list]]:
+    """ms of CUDA kernel time per class over one forward, and the ``top`` kernels as [name, calls, ms]."""
     from torch.profiler import ProfilerActivity, profile
 
     with torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
-        model(**args, return_dict=False)
+        fn(**args, return_dict=False)
         torch.cuda.synchronize()
     split = {"gemm_cublas": 0.0, "ours_triton": 0.0, "attention": 0.0, "other": 0.0}
+    kernels = []
     for evt in prof.key_averages():
         us = getattr(evt, "device_time_total", None) or getattr(evt, "cuda_time_total", 0.0)
         if evt.device_type.name != "CUDA" or not us:
             continue
+        kernels.append([evt.key[:160], evt.count, us / 1e3])
         name = evt.key.lower()
         if any(k in name for k in OURS):
             split["ours_triton"] += us / 1e3
@@ -180,11 +183,11 @@ def cuda_time_split(model: torch.nn.Module, args: dict) -> dict[str, float]:
             split["gemm_cublas"] += us / 1e3
         else:
             split["other"] += us / 1e3
-    return split
+    return split, sorted(kernels, key=lambda k: -k[2])[:top]
 
 
 def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
-    """Time one variant eager (and compiled), then profile it: the profiler slows later launches."""
+    """Time one variant eager (and compiled), then profile each: the profiler slows later launches."""
     spec = VARIANTS[name]
     t0 = time.perf_counter()
     model = build_bf16()
@@ -192,12 +195,13 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
         model = convert(model, args=args, **spec)
     build_s = time.perf_counter() - t0
     torch.cuda.synchronize()
-    rows = []
+    rows, fns = [], []
     modes = [False] if opts.no_compile else [False, True]
     for compiled in modes:
         torch._dynamo.reset()
         torch._dynamo.utils.counters.clear()
         fn = torch.compile(model, mode=opts.compile_mode) if compiled else model
+        fns.append(fn)
         torch.cuda.reset_peak_memory_stats()
         t1 = time.perf_counter()
         ms, host_ms, out = time_forward(fn, args, opts.runs)
@@ -218,9 +222,11 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
         print(json.dumps(row), flush=True)
     if opts.host_profile:
         print(f"--- {name}: cProfile of one eager forward\n{host_profile(model, args)}", flush=True)
-    rows[0]["cuda_ms_split"] = cuda_time_split(model, args)
-    print(json.dumps({"variant": name, "cuda_ms_split": rows[0]["cuda_ms_split"]}), flush=True)
-    del model
+    for row, fn in zip(rows, fns):
+        row["cuda_ms_split"], row["top_kernels"] = cuda_time_split(fn, args)
+        print(json.dumps({"variant": name, "compiled": row["compiled"], "cuda_ms_split": row["cuda_ms_split"]}),
+              flush=True)
+    del model, fns
     torch.cuda.empty_cache()
     return rows
 
