@@ -124,6 +124,32 @@ def test_two_pass_inside_a_captured_graph(activation, monkeypatch):
         assert torch.equal(static_y, chain(static_x))
 
 
+def test_reduce_overhead_compile_keeps_two_pass(monkeypatch):
+    """``torch.compile(mode="reduce-overhead")`` (inductor's CUDA graphs: warm-up runs in the graphs'
+    memory pool, then capture, then replays) runs two-pass throughout and matches eager."""
+    from nvfp4_triton import TwoPassConfig, gemm
+
+    torch._dynamo.reset()
+    model = torch.nn.Sequential(
+        NVFP4Linear.from_linear(torch.nn.Linear(1024, 3072, dtype=torch.bfloat16, device="cuda")),
+        torch.nn.GELU(approximate="tanh"),
+        NVFP4Linear.from_linear(torch.nn.Linear(3072, 1024, dtype=torch.bfloat16, device="cuda")),
+    )
+    monkeypatch.setattr(gemm.tuner, "lookup", lambda key: TwoPassConfig())
+
+    def no_fallback(*args):
+        raise AssertionError("a two-pass call fell back to the fused kernel")
+
+    monkeypatch.setattr(gemm, "default_config", no_fallback)
+    compiled = torch.compile(model, mode="reduce-overhead", fullgraph=True)
+    with torch.no_grad():
+        for _ in range(4):  # warm-up, capture, then replays
+            x = torch.randn(2, 256, 1024, device="cuda", dtype=torch.bfloat16)
+            torch.compiler.cudagraph_mark_step_begin()
+            y = compiled(x).clone()
+            torch.testing.assert_close(y, model(x), rtol=1e-2, atol=1e-2)
+
+
 def test_cuda_graph_capture_and_replay():
     layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 3072, dtype=torch.bfloat16, device="cuda"))
     static_x = torch.randn(512, 3072, device="cuda", dtype=torch.bfloat16)
