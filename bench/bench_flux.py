@@ -262,8 +262,7 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=10)
     parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--compile-mode", help="torch.compile mode for every variant, e.g. reduce-overhead (CUDA "
-                                               "graphs; two-pass strategies then fall back to the fused kernel, "
-                                               "having no scratch buffer on the capture stream)")
+                                               "graphs; two-pass takes its dense weights from the graphs' pool)")
     parser.add_argument("--host-profile", action="store_true", help="print a cProfile table of one eager forward")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nvfp4_bench_flux"),
                         help="folder for the BF16 reference outputs")
