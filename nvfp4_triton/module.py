@@ -22,7 +22,7 @@ from torch import nn
 
 from . import fp8
 from . import format as fmt
-from .ops import ACTIVATIONS, _fp8_linear, call_op, nvfp4_linear
+from .ops import ACTIVATIONS, _fp8_linear, call_op, check_no_grad, nvfp4_linear
 from .weight import NVFP4Weight, quantize
 
 
@@ -252,3 +252,4 @@ def _check_fp8_input(x: torch.Tensor, layer: FP8Linear) -> None:
         raise ValueError(f"FP8Linear: x must have shape [..., {layer.in_features}], got {tuple(x.shape)}")
     if x.device != layer.weight.device:
         raise ValueError(f"FP8Linear: x is on {x.device}, the weight on {layer.weight.device}")
+    check_no_grad(x, layer.bias, "FP8Linear")

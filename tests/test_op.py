@@ -45,6 +45,22 @@ def test_bad_arguments_raise_naming_the_argument(problem, make, error, match):
         nvfp4_linear(x, q, bias)
 
 
+def test_inputs_that_require_grad_are_refused_while_grad_is_on(problem):
+    """The GEMMs have no backward: asking for a gradient through them must fail loudly, not lose it."""
+    x, q, bias = problem
+    resident = FP8Linear.from_nvfp4(NVFP4Linear.from_weight(q, bias))
+    wants_grad = x.clone().requires_grad_()
+    with pytest.raises(RuntimeError, match="x requires grad, but nvfp4_triton's GEMMs are inference-only"):
+        nvfp4_linear(wants_grad, q, bias)
+    with pytest.raises(RuntimeError, match="bias requires grad"):
+        nvfp4_linear(x, q, bias.clone().requires_grad_())
+    with pytest.raises(RuntimeError, match="FP8Linear: x requires grad"):
+        resident(wants_grad)
+    with torch.no_grad():
+        assert torch.equal(nvfp4_linear(wants_grad, q, bias), nvfp4_linear(x, q, bias))
+        assert torch.equal(resident(wants_grad), resident(x))
+
+
 def test_custom_ops_pass_torch_opcheck(problem):
     x, q, bias = problem
     bits = q.block_scale.view(torch.uint8)
