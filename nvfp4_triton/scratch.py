@@ -11,7 +11,9 @@ keep the captured order, which makes that reuse safe. (A buffer of this module w
 graph to memory that eager calls on the same stream may overwrite at any time.)
 
 Limit: ``NVFP4_TRITON_SCRATCH_MB`` (MiB; ``0`` turns the two-pass strategy off) or
-``set_scratch_limit(nbytes)``, which wins over the variable. No limit by default: FLUX.1-dev's
+``set_scratch_limit(nbytes)``, which wins over the variable and applies at once. The variable is
+read only when a weight shape first asks for the buffer (reading the environment on every call
+cost measurable host time), so set it before the first call. No limit by default: FLUX.1-dev's
 largest weight needs 108 MiB in bf16.
 """
 
@@ -79,20 +81,21 @@ def _drop(key: tuple) -> None:
 def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
     """An ``[n, k]`` view of this stream's buffer (during graph capture, a tensor of the graph's pool),
     or None when the limit forbids it."""
-    need = n * k * dtype.itemsize
-    limit = scratch_limit()
-    if limit is not None and need > limit:
-        return None
-    if device.type == "cuda":
-        if torch.cuda.is_current_stream_capturing():
-            return torch.empty((n, k), dtype=dtype, device=device)
+    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+    if device.type == "cuda" and not capturing:
         index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" alone
         key = (index, triton.runtime.driver.active.get_current_stream(index))  # a raw stream handle
     else:
         key = (device.type, 0)
-    view = _views.get((key, n, k, dtype))
-    if view is not None:
+    view = None if capturing else _views.get((key, n, k, dtype))
+    if view is not None:  # admitted by the limit when made; a lower limit since then dropped it
         return view
+    need = n * k * dtype.itemsize
+    limit = scratch_limit()
+    if limit is not None and need > limit:
+        return None
+    if capturing:
+        return torch.empty((n, k), dtype=dtype, device=device)
     buf = _buffers.get(key)
     if buf is None or buf.numel() < need:
         _drop(key)  # free the smaller one first
