@@ -1,8 +1,8 @@
 """End to end: one full-size FLUX.1-dev transformer forward (one denoising step), BF16 against NVFP4 modes.
 
     python bench/bench_flux.py [--variants bf16 w4a16 ...] [--resolution 1024x1024] [--batch 1]
-                               [--runs 10] [--no-compile] [--compile-mode MODE] [--host-profile]
-                               [--work DIR] [--json PATH]
+                               [--runs 10] [--no-compile] [--compile-mode MODE] [--fuse-qkv]
+                               [--host-profile] [--work DIR] [--json PATH]
 
 Each variant builds the BF16 FluxTransformer2DModel from the bundled config with random weights
 (fixed seed, no download; linears ~N(0, 1/in_features), norms 1, biases small) straight on the
@@ -20,9 +20,12 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
 
 Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
 fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
-on the benchmark input itself). All NVFP4 variants fuse GELU-tanh into its GEMM. Run bf16 first
+on the benchmark input itself). All NVFP4 variants fuse GELU-tanh into its GEMM. ``--fuse-qkv``
+joins every q/k/v group into one linear (diffusers' fused projections, the separate layers
+removed) before quantizing, for every variant BF16 included, so that each NVFP4 group gets one
+global scale, as the groups ``fusion.fuse_qkv`` joins in a checkpoint have. Run bf16 first
 (or in the same call): the others compare against its saved output. The JSON of several calls
-is merged into one file with --json (rows replaced by variant and compile setting).
+is merged into one file with --json (rows replaced by variant, compile setting and --fuse-qkv).
 
 Each variant runs in its own child process, and is profiled only after it was timed: once
 torch.profiler has run, CUDA launches stay slower for the rest of the process (pytorch#144455),
@@ -77,6 +80,16 @@ def build_bf16(seed: int = 0) -> torch.nn.Module:
             else:
                 t.fill_(1.0)
     return model.eval().requires_grad_(False)
+
+
+def fuse_bf16_qkv(model: torch.nn.Module) -> None:
+    """diffusers' fused q/k/v projections, without the separate layers diffusers keeps beside them."""
+    model.fuse_qkv_projections()
+    for attn in (m for m in model.modules() if getattr(m, "fused_projections", False)):
+        for part in ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj"):
+            if getattr(attn, part, None) is not None:
+                delattr(attn, part)
+    torch.cuda.empty_cache()
 
 
 def inputs(resolution: tuple[int, int], batch: int, seed: int = 1) -> dict:
@@ -191,6 +204,8 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
     spec = VARIANTS[name]
     t0 = time.perf_counter()
     model = build_bf16()
+    if opts.fuse_qkv:
+        fuse_bf16_qkv(model)
     if spec is not None:
         model = convert(model, args=args, **spec)
     build_s = time.perf_counter() - t0
@@ -206,11 +221,12 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
         t1 = time.perf_counter()
         ms, host_ms, out = time_forward(fn, args, opts.runs)
         row = {"variant": name, "compiled": compiled, "compile_mode": opts.compile_mode if compiled else None,
+               "fused_qkv": opts.fuse_qkv,
                "step_ms": ms, "host_ms": host_ms, "build_s": build_s,
                "warmup_and_runs_s": time.perf_counter() - t1,
                "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
                "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0}
-        ref_path = work / f"bf16-{'compiled' if compiled else 'eager'}.pt"
+        ref_path = work / f"bf16-{'compiled' if compiled else 'eager'}{'-fused-qkv' if opts.fuse_qkv else ''}.pt"
         if name == "bf16":
             torch.save(out.float().cpu(), ref_path)
         if ref_path.exists():
@@ -240,7 +256,7 @@ def run_each_in_own_process(opts) -> tuple[list[dict], list[str]]:
     rows, failed = [], []
     common = ["--resolution", opts.resolution, "--batch", str(opts.batch), "--runs", str(opts.runs),
               "--work", str(opts.work)]
-    common += ["--no-compile"] * opts.no_compile + ["--host-profile"] * opts.host_profile
+    common += ["--no-compile"] * opts.no_compile + ["--host-profile"] * opts.host_profile + ["--fuse-qkv"] * opts.fuse_qkv
     common += ["--compile-mode", opts.compile_mode] if opts.compile_mode else []
     with tempfile.TemporaryDirectory() as tmp:
         for name in opts.variants:
@@ -263,6 +279,7 @@ def main() -> int:
     parser.add_argument("--no-compile", action="store_true", help="eager only")
     parser.add_argument("--compile-mode", help="torch.compile mode for every variant, e.g. reduce-overhead (CUDA "
                                                "graphs; two-pass takes its dense weights from the graphs' pool)")
+    parser.add_argument("--fuse-qkv", action="store_true", help="one linear per q/k/v group, in every variant")
     parser.add_argument("--host-profile", action="store_true", help="print a cProfile table of one eager forward")
     parser.add_argument("--work", type=Path, default=Path("/tmp/nvfp4_bench_flux"),
                         help="folder for the BF16 reference outputs")
@@ -287,8 +304,11 @@ def main() -> int:
             return 0
     if opts.json:
         old = json.loads(opts.json.read_text()) if opts.json.exists() else {"rows": []}
-        fresh = {(r["variant"], r["compiled"]) for r in rows}
-        kept = [r for r in old["rows"] if (r["variant"], r["compiled"]) not in fresh]
+        def key(r):
+            return r["variant"], r["compiled"], r.get("compile_mode"), r.get("fused_qkv", False)
+
+        fresh = {key(r) for r in rows}
+        kept = [r for r in old["rows"] if key(r) not in fresh]
         opts.json.parent.mkdir(parents=True, exist_ok=True)
         opts.json.write_text(json.dumps({"environment": env, "rows": kept + rows}, indent=2))
     report(rows)

@@ -42,6 +42,7 @@ def load_transformer(
     activation: str | None = None,
     resident: str | None = None,
     fuse_gelu: bool = True,
+    fuse_qkv: bool = False,
 ) -> nn.Module:
     """Load a ModelOpt NVFP4 export of a diffusers transformer (``FluxTransformer2DModel`` by default).
 
@@ -56,6 +57,9 @@ def load_transformer(
         resident: ``"fp8"`` converts each NVFP4 weight once to FP8 (:class:`FP8Linear`): about 0.5x
             the bytes of BF16 instead of 0.28x, and no per-call dequantization.
         fuse_gelu: fuse GELU-tanh into the GEMM before it (``nvfp4_triton.fusion``).
+        fuse_qkv: join each attention block's q/k/v projections into one layer where the
+            checkpoint gives them one global scale (``nvfp4_triton.fusion.fuse_qkv``). Module
+            names change (``attn.to_qkv``), so the model no longer saves as a ModelOpt export.
     """
     check_mode(activation, resident, "load_transformer")
     ckpt = load_checkpoint(path, scale_layout=scale_layout, swap_nibbles=swap_nibbles, device="cpu")
@@ -66,6 +70,8 @@ def load_transformer(
     model = attach(model, ckpt, torch.device(device), dtype, activation, resident)
     if fuse_gelu:
         fusion.fuse_gelu(model)
+    if fuse_qkv:
+        fusion.fuse_qkv(model)
     return model
 
 

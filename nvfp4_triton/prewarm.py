@@ -195,6 +195,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--activation", choices=["none", "fp8", "nvfp4"], default="none",
                         help="how the model will run its activations (see nvfp4_linear; default none = W4A16)")
     parser.add_argument("--resident", choices=["fp8"], help="the model keeps its weights converted to FP8")
+    parser.add_argument("--fuse-qkv", action="store_true",
+                        help="plan q/k/v as one layer each, for models loaded with fuse_qkv=True")
     parser.add_argument("--dry-run", action="store_true", help="print the plan only")
     parser.add_argument("--require-gpu", action="store_true", help="fail (exit 1) when there is no CUDA GPU")
     args = parser.parse_args(argv)
@@ -211,7 +213,7 @@ def main(argv: list[str] | None = None) -> int:
             config, exclude = args.checkpoint, exclude_from_checkpoint(args.checkpoint)
         else:
             config, exclude = args.config, RECIPES[args.recipe]
-        plan = plan_from_config(config, args.resolution, args.batch, args.text_len, exclude)
+        plan = plan_from_config(config, args.resolution, args.batch, args.text_len, exclude, fused_qkv=args.fuse_qkv)
     except (OSError, ValueError, KeyError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 1

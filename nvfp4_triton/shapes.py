@@ -182,16 +182,21 @@ def plan_from_config(
     batch_sizes: list[int] | None = None,
     text_tokens: int = DEFAULT_TEXT_TOKENS,
     exclude: tuple[str, ...] | list[str] = RECIPES["modelopt"],
+    fused_qkv: bool = False,
 ) -> ShapePlan:
     """GEMMs of the NVFP4 linears (those not matched by ``exclude``) for each resolution x batch.
 
     Resolutions are ``(height, width)`` in pixels, multiples of 16. Defaults: 1024x1024, batch 1.
+    ``fused_qkv`` plans each q/k/v group whose three linears are all NVFP4 as the one layer that
+    ``fusion.fuse_qkv`` makes of it (``attn.to_qkv`` / ``attn.to_added_qkv``).
     """
     source = config if isinstance(config, (str, Path)) else config.get("_name_or_path", "config")
     cfg = load_config(config) if isinstance(config, (str, Path)) else config
     resolutions = resolutions or [(1024, 1024)]
     batch_sizes = batch_sizes or [1]
     sites = [s for s in flux_linears(cfg) if not is_excluded(s.name, exclude) and s.in_features % 16 == 0]
+    if fused_qkv:
+        sites = _fuse_qkv_sites(sites)
     scenarios = []
     for h, w in resolutions:
         if h % LATENT_DOWNSCALE or w % LATENT_DOWNSCALE or h <= 0 or w <= 0:
@@ -204,6 +209,26 @@ def plan_from_config(
             scenarios.append(_scenario(f"{h}x{w}, batch {b}, text {text_tokens}",
                                        [(rows[s.stream], s.out_features, s.in_features, s.name) for s in sites]))
     return ShapePlan(str(source), scenarios)
+
+
+_QKV = {("to_q", "to_k", "to_v"): "to_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"): "to_added_qkv"}
+
+
+def _fuse_qkv_sites(sites: list[LinearSite]) -> list[LinearSite]:
+    """``sites`` with every complete q/k/v group replaced by one site of three times the width."""
+    by_name = {s.name: s for s in sites}
+    fused, out = set(), []
+    for site in sites:
+        prefix, _, leaf = site.name.rpartition(".")
+        for parts, target in _QKV.items():
+            group = [by_name.get(f"{prefix}.{part}") for part in parts]
+            if leaf == parts[0] and all(group):
+                out.append(LinearSite(f"{prefix}.{target}", site.in_features,
+                                      sum(g.out_features for g in group), site.stream))
+                fused.update(g.name for g in group)
+        if site.name not in fused:
+            out.append(site)
+    return out
 
 
 def plan_from_module(model: nn.Module, *args, **kwargs) -> ShapePlan:

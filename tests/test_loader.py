@@ -372,6 +372,68 @@ def test_gelu_fusion_swaps_modules_and_keeps_names_and_output(export, device):
     assert _rel(b, a) < 5e-3  # GELU on the fp32 accumulator instead of on the rounded bf16 output
 
 
+QKV = {"transformer_blocks.0.attn.to_qkv", "transformer_blocks.0.attn.to_added_qkv",
+       "single_transformer_blocks.0.attn.to_qkv"}
+
+
+def _share_qkv_global_scales(model):
+    """Requantize each q/k/v group with one global scale, as ModelOpt exports groups meant for fusion."""
+    from nvfp4_triton import NVFP4Linear, NVFP4Weight, quantize
+
+    for attn in (m for m in model.modules() if hasattr(m, "fused_projections")):
+        for parts in (("to_q", "to_k", "to_v"), ("add_q_proj", "add_k_proj", "add_v_proj")):
+            layers = [getattr(attn, part, None) for part in parts]
+            if layers[0] is None:
+                continue
+            joint = quantize(torch.cat([layer.nvfp4_weight.dequantize(torch.float32) for layer in layers]))
+            for i, (part, layer) in enumerate(zip(parts, layers)):
+                rows = slice(i * layer.out_features, (i + 1) * layer.out_features)
+                piece = NVFP4Weight(joint.packed[rows], joint.block_scale[rows], joint.global_scale,
+                                    (layer.out_features, layer.in_features))
+                setattr(attn, part, NVFP4Linear.from_weight(piece, layer.bias))
+    return model
+
+
+@pytest.mark.parametrize("mode", [{}, {"activation": "fp8"}, {"resident": "fp8"}])
+def test_qkv_fusion_joins_groups_and_keeps_the_output(export, device, mode):
+    from nvfp4_triton import FP8Linear, NVFP4Linear
+    from nvfp4_triton.flux import load_transformer
+    from nvfp4_triton.fusion import fuse_qkv
+
+    model = load_transformer(export, device=device, fuse_gelu=False, **mode)
+    if "resident" not in mode:
+        model = _share_qkv_global_scales(model)
+        for layer in model.modules():
+            if hasattr(layer, "activation"):
+                layer.activation = mode.get("activation")
+    weight_bytes = sum(t.numel() * t.element_size() for t in model.buffers())
+    inputs = _inputs(device)
+    with torch.no_grad():
+        separate = model(**inputs, return_dict=False)[0]
+        assert set(fuse_qkv(model)) == QKV
+        fused = model(**inputs, return_dict=False)[0]
+    attn = model.transformer_blocks[0].attn
+    assert attn.fused_projections and not hasattr(attn, "to_q") and not hasattr(attn, "add_q_proj")
+    assert isinstance(attn.to_qkv, FP8Linear if "resident" in mode else NVFP4Linear)
+    after = sum(t.numel() * t.element_size() for t in model.buffers())
+    assert weight_bytes - 8 * len(QKV) <= after <= weight_bytes  # moved, not copied (one global scale, not three)
+    assert _rel(fused, separate) < 1e-3
+    assert fuse_qkv(model) == []  # fused already
+
+
+def test_qkv_groups_with_their_own_global_scales_stay_apart(export, device):
+    from nvfp4_triton import NVFP4Linear
+    from nvfp4_triton.flux import load_transformer
+    from nvfp4_triton.fusion import fuse_qkv
+
+    model = load_transformer(export, device=device)
+    for block in (model.transformer_blocks[0], model.single_transformer_blocks[0]):
+        block.attn.to_k.weight_scale_2 = block.attn.to_k.weight_scale_2 * 2  # no longer one scale for q, k, v
+    assert fuse_qkv(model) == []  # the text group of the double block could fuse, but not without the image one
+    assert not model.transformer_blocks[0].attn.fused_projections
+    assert isinstance(model.transformer_blocks[0].attn.add_q_proj, NVFP4Linear)
+
+
 @pytest.mark.parametrize("mode", [{"activation": "fp8"}, {"resident": "fp8"}])
 def test_fp8_models_load_and_stay_close_to_the_exact_model(export, bf16_folder, device, mode):
     from nvfp4_triton import FP8Linear, NVFP4Linear

@@ -37,6 +37,22 @@ def test_default_plan_is_the_flux_dev_inventory():
     assert plan.distinct() == sorted(FLUX_DEV_1024)
 
 
+def test_fused_qkv_plan_joins_each_group_into_one_wider_gemm():
+    fused = dict(FLUX_DEV_1024)
+    fused[(4096, 3072, 3072)] = 19  # to_out.0 alone
+    fused[(512, 3072, 3072)] = 19  # to_add_out alone
+    del fused[(4608, 3072, 3072)]
+    fused.update({(4096, 9216, 3072): 19, (512, 9216, 3072): 19, (4608, 9216, 3072): 38})
+    plan = plan_from_config(fused_qkv=True)
+    assert _calls(plan) == fused
+    names = {name for g in plan.scenarios[0].gemms for name in g.modules}
+    assert "transformer_blocks.3.attn.to_added_qkv" in names and "single_transformer_blocks.0.attn.to_qkv" in names
+    assert not any(name.endswith(("to_q", "to_k", "add_v_proj")) for name in names)
+    # a group with one BF16 member cannot fuse, so it stays three layers
+    partial = plan_from_config(fused_qkv=True, exclude=(*RECIPES["modelopt"], "single_transformer_blocks.*.attn.to_k"))
+    assert _calls(partial)[(4608, 3072, 3072)] == 2 * 38 and (4608, 9216, 3072) not in _calls(partial)
+
+
 def test_every_flux_linear_is_listed_with_its_sizes():
     sites = {s.name: (s.in_features, s.out_features) for s in flux_linears(load_config("flux1-dev"))}
     assert len(sites) == 19 * 14 + 38 * 6 + 10  # double blocks, single blocks, top level (with guidance)
