@@ -44,7 +44,8 @@ def report(path: Path) -> tuple[list[str], bool]:
         f"NVFP4 bytes:     {nvfp4 / 1e9:.3f} GB for weights that take {as_bf16 / 1e9:.3f} GB in BF16 ({as_bf16 / max(nvfp4, 1):.2f}x less)",
         f"other tensors:   {other / 1e9:.3f} GB",
         f"total:           {(nvfp4 + other) / 1e9:.3f} GB vs {(as_bf16 + other) / 1e9:.3f} GB all-BF16",
-        f"shared global scales (fusable): {len(groups)} group(s)" + (f", e.g. {groups[0]}" if groups else ""),
+        f"shared global scales: {len(groups)} group(s)" + (f", e.g. {groups[0]}" if groups else "")
+        + (" (load_transformer(fuse_qkv=True) joins q/k/v groups)" if groups else ""),
         "problems:        none",
     ]
     return lines, True
