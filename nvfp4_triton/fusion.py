@@ -67,8 +67,9 @@ def fuse_qkv(model: nn.Module) -> list[str]:
     """Fuse q/k/v projections of diffusers attention blocks into one NVFP4 / FP8 layer; returns the fused names.
 
     A group fuses when its three layers are all :class:`NVFP4Linear` sharing one global scale
-    (``weight_scale_2``; ModelOpt exports q/k/v that way, and ``python -m nvfp4_triton.inspect``
-    lists such groups), one activation mode and input scale, or all :class:`FP8Linear`; and when
+    (``weight_scale_2``, as exports meant for fused projections have; ``python -m
+    nvfp4_triton.inspect`` lists such groups), one activation mode and input scale, or all
+    :class:`FP8Linear`; and when
     they agree on in_features, device and having a bias. A block fuses only if every group it has
     does (diffusers' fused path has no half-fused form). The separate layers are removed, so
     memory does not grow. Not reversible (diffusers' ``unfuse_projections`` would leave no

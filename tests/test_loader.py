@@ -377,7 +377,7 @@ QKV = {"transformer_blocks.0.attn.to_qkv", "transformer_blocks.0.attn.to_added_q
 
 
 def _share_qkv_global_scales(model):
-    """Requantize each q/k/v group with one global scale, as ModelOpt exports groups meant for fusion."""
+    """Requantize each q/k/v group with one global scale, as exports meant for fused projections have it."""
     from nvfp4_triton import NVFP4Linear, NVFP4Weight, quantize
 
     for attn in (m for m in model.modules() if hasattr(m, "fused_projections")):
