@@ -73,7 +73,7 @@ def fuse_qkv(model: nn.Module) -> list[str]:
     they agree on in_features, device and having a bias. A block fuses only if every group it has
     does (diffusers' fused path has no half-fused form). The separate layers are removed, so
     memory does not grow. Not reversible (diffusers' ``unfuse_projections`` would leave no
-    projections): reload to undo, and export before fusing.
+    projections): reload to undo. Module names change, so save a state dict before fusing.
     """
     fused = []
     for name, module in list(model.named_modules()):
