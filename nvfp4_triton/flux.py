@@ -9,6 +9,7 @@ transformers exported the same way load too (``model_class``).
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
@@ -72,6 +73,11 @@ def load_transformer(
         fusion.fuse_gelu(model)
     if fuse_qkv:
         fusion.fuse_qkv(model)
+        apart = [name for name, m in model.named_modules() if getattr(m, "fused_projections", None) is False]
+        if apart:
+            warnings.warn(f"load_transformer(fuse_qkv=True): {len(apart)} attention block(s) keep separate q/k/v "
+                          f"layers (not one global scale, activation mode or input scale per group), e.g. {apart[0]}",
+                          stacklevel=2)
     return model
 
 

@@ -6,6 +6,7 @@ store them.
 """
 
 import json
+import shutil
 import signal
 import subprocess
 import sys
@@ -421,11 +422,25 @@ def test_qkv_fusion_joins_groups_and_keeps_the_output(export, device, mode):
     assert fuse_qkv(model) == []  # fused already
 
 
-def test_qkv_groups_with_their_own_global_scales_stay_apart(export, device):
+def _with_unshared_qkv_scales(export, tmp_path):
+    """A copy of the export whose to_k layers have their own global scale (twice the checkpoint's)."""
+    copy = tmp_path / "unshared"
+    shutil.copytree(export, copy)
+    for path in copy.glob("*.safetensors"):
+        tensors = load_file(path)
+        for name in [n for n in tensors if n.endswith("attn.to_k.weight_scale_2")]:
+            tensors[name] = tensors[name] * 2
+        save_file(tensors, path, metadata={"format": "pt"})
+    return copy
+
+
+def test_qkv_groups_with_their_own_global_scales_stay_apart(export, device, tmp_path):
     from nvfp4_triton import NVFP4Linear
     from nvfp4_triton.flux import load_transformer
     from nvfp4_triton.fusion import fuse_qkv
 
+    with pytest.warns(UserWarning, match=r"fuse_qkv=True\): 2 attention block\(s\) keep separate q/k/v"):
+        load_transformer(_with_unshared_qkv_scales(export, tmp_path), device=device, fuse_qkv=True)
     model = load_transformer(export, device=device)
     for block in (model.transformer_blocks[0], model.single_transformer_blocks[0]):
         block.attn.to_k.weight_scale_2 = block.attn.to_k.weight_scale_2 * 2  # no longer one scale for q, k, v
