@@ -52,7 +52,7 @@ from diffusers import FluxTransformer2DModel  # noqa: E402
 
 from nvfp4_triton import FP8Linear, NVFP4Linear  # noqa: E402
 from nvfp4_triton.fusion import fuse_gelu  # noqa: E402
-from nvfp4_triton.shapes import RECIPES, is_excluded, load_config  # noqa: E402
+from nvfp4_triton.shapes import QKV_GROUPS, RECIPES, is_excluded, load_config  # noqa: E402
 
 VARIANTS = {
     "bf16": None,
@@ -86,9 +86,10 @@ def fuse_bf16_qkv(model: torch.nn.Module) -> None:
     """diffusers' fused q/k/v projections, without the separate layers diffusers keeps beside them."""
     model.fuse_qkv_projections()
     for attn in (m for m in model.modules() if getattr(m, "fused_projections", False)):
-        for part in ("to_q", "to_k", "to_v", "add_q_proj", "add_k_proj", "add_v_proj"):
-            if getattr(attn, part, None) is not None:
-                delattr(attn, part)
+        for parts, _ in QKV_GROUPS:
+            for part in parts:
+                if getattr(attn, part, None) is not None:
+                    delattr(attn, part)
     torch.cuda.empty_cache()
 
 

@@ -243,10 +243,10 @@ def benchmark_ms(fn: Callable[[], object]) -> float:
     """GPU time of one ``fn()`` in ms: the median over CUDA-graph replays, L2 flushed before each.
 
     ``fn`` runs once eagerly first (compiling what it needs), then once on a side stream (the
-    warm-up that capture needs: cuBLAS sets up its workspace per stream), and is captured there. Timing the replay leaves out
-    the host's launch overhead, which would otherwise favour strategies with fewer launches even
-    where they are slower on the GPU; in a model, host work overlaps the GPU's. Where capture is
-    impossible, the eager call is timed instead.
+    warm-up that capture needs: cuBLAS sets up its workspace per stream), and is captured there.
+    Timing the replay leaves out the host's launch overhead, which would otherwise favour
+    strategies with fewer launches even where they are slower on the GPU; in a model, host work
+    overlaps the GPU's. Where capture is impossible, the eager call is timed instead.
     """
     fn()
     stream = torch.cuda.Stream()

@@ -73,7 +73,7 @@ def load_transformer(
         fusion.fuse_gelu(model)
     if fuse_qkv:
         fusion.fuse_qkv(model)
-        apart = [name for name, m in model.named_modules() if getattr(m, "fused_projections", None) is False]
+        apart = [name for name, _ in fusion.unfused_attention(model)]
         if apart:
             warnings.warn(f"load_transformer(fuse_qkv=True): {len(apart)} attention block(s) keep separate q/k/v "
                           f"layers (not one global scale, activation mode or input scale per group), e.g. {apart[0]}",

@@ -21,6 +21,7 @@ import torch
 from torch import nn
 
 from .module import FP8Linear, NVFP4Linear
+from .shapes import QKV_GROUPS
 from .weight import NVFP4Weight
 
 _OURS = (NVFP4Linear, FP8Linear)
@@ -60,26 +61,21 @@ def fuse_gelu(model: nn.Module) -> list[str]:
     return fused
 
 
-_QKV_GROUPS = ((("to_q", "to_k", "to_v"), "to_qkv"), (("add_q_proj", "add_k_proj", "add_v_proj"), "to_added_qkv"))
-
-
 def fuse_qkv(model: nn.Module) -> list[str]:
     """Fuse q/k/v projections of diffusers attention blocks into one NVFP4 / FP8 layer; returns the fused names.
 
     A group fuses when its three layers are all :class:`NVFP4Linear` sharing one global scale
     (``weight_scale_2``, as exports meant for fused projections have; ``python -m
     nvfp4_triton.inspect`` lists such groups), one activation mode and input scale, or all
-    :class:`FP8Linear`; and when
-    they agree on in_features, device and having a bias. A block fuses only if every group it has
-    does (diffusers' fused path has no half-fused form). The separate layers are removed, so
-    memory does not grow. Not reversible (diffusers' ``unfuse_projections`` would leave no
-    projections): reload to undo. Module names change, so save a state dict before fusing.
+    :class:`FP8Linear`; and when they agree on in_features, device and having a bias. A block
+    fuses only if every group it has does (diffusers' fused path has no half-fused form). The
+    separate layers are removed, so memory does not grow. Not reversible (diffusers'
+    ``unfuse_projections`` would leave no projections): reload to undo. Module names change, so
+    save a state dict before fusing.
     """
     fused = []
-    for name, module in list(model.named_modules()):
-        if getattr(module, "fused_projections", None) is not False or not getattr(module, "_supports_qkv_fusion", True):
-            continue  # not a diffusers attention block, or fused already
-        groups = [(parts, target) for parts, target in _QKV_GROUPS if getattr(module, parts[0], None) is not None]
+    for name, module in list(unfused_attention(model)):
+        groups = [(parts, target) for parts, target in QKV_GROUPS if getattr(module, parts[0], None) is not None]
         layers = {target: _concatenated([getattr(module, part, None) for part in parts]) for parts, target in groups}
         if not groups or any(layer is None for layer in layers.values()):
             continue
@@ -90,6 +86,13 @@ def fuse_qkv(model: nn.Module) -> list[str]:
             fused.append(f"{name}.{target}" if name else target)
         module.fused_projections = True
     return fused
+
+
+def unfused_attention(model: nn.Module):
+    """``(name, module)`` of every diffusers attention block that could take the fused q/k/v path but does not."""
+    for name, module in model.named_modules():
+        if getattr(module, "fused_projections", None) is False and getattr(module, "_supports_qkv_fusion", True):
+            yield name, module
 
 
 def _concatenated(layers: list) -> NVFP4Linear | FP8Linear | None:

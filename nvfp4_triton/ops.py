@@ -88,7 +88,7 @@ def _register(name: str, schema: str, impl) -> torch._ops.OpOverload:
 
     Defined with ``torch.library.Library`` rather than ``torch.library.custom_op``: a compiled
     graph calls these ops once per layer, and custom_op's Python wrappers (autograd, redispatch,
-    alias checks, a dynamo guard) cost a compiled call 40-60 us of host time on top of the
+    alias checks, a dynamo guard) cost a compiled call 30-60 us of host time on top of the
     kernel launches (measured on the CPU machine with the launches stubbed out). Without an
     autograd kernel, backpropagating through them would only make torch warn; the public entry
     points refuse inputs that ask for gradients first (``check_no_grad``).

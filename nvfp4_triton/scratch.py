@@ -55,6 +55,11 @@ def set_scratch_limit(nbytes: int | None) -> None:
             _drop(key)
 
 
+def _admits(nbytes: int) -> bool:
+    limit = scratch_limit()
+    return limit is None or nbytes <= limit
+
+
 def scratch_bytes() -> int:
     """Bytes held by all scratch buffers of this process."""
     return sum(b.numel() for b in _buffers.values())
@@ -81,21 +86,19 @@ def _drop(key: tuple) -> None:
 def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
     """An ``[n, k]`` view of this stream's buffer (during graph capture, a tensor of the graph's pool),
     or None when the limit forbids it."""
-    capturing = device.type == "cuda" and torch.cuda.is_current_stream_capturing()
-    if device.type == "cuda" and not capturing:
+    need = n * k * dtype.itemsize
+    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+        return torch.empty((n, k), dtype=dtype, device=device) if _admits(need) else None
+    if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" alone
         key = (index, triton.runtime.driver.active.get_current_stream(index))  # a raw stream handle
     else:
         key = (device.type, 0)
-    view = None if capturing else _views.get((key, n, k, dtype))
+    view = _views.get((key, n, k, dtype))
     if view is not None:  # admitted by the limit when made; a lower limit since then dropped it
         return view
-    need = n * k * dtype.itemsize
-    limit = scratch_limit()
-    if limit is not None and need > limit:
+    if not _admits(need):
         return None
-    if capturing:
-        return torch.empty((n, k), dtype=dtype, device=device)
     buf = _buffers.get(key)
     if buf is None or buf.numel() < need:
         _drop(key)  # free the smaller one first

@@ -34,6 +34,8 @@ RECIPES = {
         "single_transformer_blocks.*.norm.linear", "single_transformer_blocks.*.proj_mlp",
     ),
 }
+QKV_GROUPS = ((("to_q", "to_k", "to_v"), "to_qkv"), (("add_q_proj", "add_k_proj", "add_v_proj"), "to_added_qkv"))
+"""diffusers attention's q/k/v projections, and the layer its fused path calls instead of each group."""
 DEFAULT_TEXT_TOKENS = 512
 LATENT_DOWNSCALE = 16  # VAE factor 8 times the 2x2 latent packing
 
@@ -211,16 +213,13 @@ def plan_from_config(
     return ShapePlan(str(source), scenarios)
 
 
-_QKV = {("to_q", "to_k", "to_v"): "to_qkv", ("add_q_proj", "add_k_proj", "add_v_proj"): "to_added_qkv"}
-
-
 def _fuse_qkv_sites(sites: list[LinearSite]) -> list[LinearSite]:
     """``sites`` with every complete q/k/v group replaced by one site of three times the width."""
     by_name = {s.name: s for s in sites}
     fused, out = set(), []
     for site in sites:
         prefix, _, leaf = site.name.rpartition(".")
-        for parts, target in _QKV.items():
+        for parts, target in QKV_GROUPS:
             group = [by_name.get(f"{prefix}.{part}") for part in parts]
             if leaf == parts[0] and all(group):
                 out.append(LinearSite(f"{prefix}.{target}", site.in_features,
