@@ -10,6 +10,10 @@ to the capture's next two-pass call, so a graph's pool holds about one dense wei
 keep the captured order, which makes that reuse safe. (A buffer of this module would tie every
 graph to memory that eager calls on the same stream may overwrite at any time.)
 
+The buffers themselves always come from torch's ordinary memory pool, also when the first call
+on a stream is the warm-up run of ``torch.compile(mode="reduce-overhead")``, which sends the
+calling thread's allocations into the graph's private pool (see ``_allocate``).
+
 Limit: ``NVFP4_TRITON_SCRATCH_MB`` (MiB; ``0`` turns the two-pass strategy off) or
 ``set_scratch_limit(nbytes)``, which wins over the variable and applies at once. The variable is
 read only when a weight shape first asks for the buffer (reading the environment on every call
@@ -20,6 +24,7 @@ largest weight needs 108 MiB in bf16.
 from __future__ import annotations
 
 import os
+from concurrent.futures import ThreadPoolExecutor
 
 import torch
 import triton
@@ -102,6 +107,26 @@ def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> to
     buf = _buffers.get(key)
     if buf is None or buf.numel() < need:
         _drop(key)  # free the smaller one first
-        buf = _buffers[key] = torch.empty(need, dtype=torch.uint8, device=device)
+        buf = _buffers[key] = _allocate(need, device)
     view = _views[(key, n, k, dtype)] = buf[:need].view(dtype).view(n, k)
     return view
+
+
+def _allocate(nbytes: int, device: torch.device) -> torch.Tensor:
+    """``nbytes`` of memory on ``device`` for the current stream, outside any CUDA-graph pool.
+
+    While inductor's CUDA-graph trees warm up a graph, every allocation of the calling thread
+    goes to that graph's private pool, and torch then refuses to record the graph ("tensor(s) in
+    the cudagraph pool not tracked as outputs"): a buffer kept across calls must not live there.
+    That routing is per thread, so a helper thread allocates it, on the same stream.
+    """
+    if device.type != "cuda":
+        return torch.empty(nbytes, dtype=torch.uint8, device=device)
+    stream = torch.cuda.current_stream(device)
+
+    def on_stream() -> torch.Tensor:
+        with torch.cuda.stream(stream):
+            return torch.empty(nbytes, dtype=torch.uint8, device=device)
+
+    with ThreadPoolExecutor(max_workers=1) as helper:
+        return helper.submit(on_stream).result()
