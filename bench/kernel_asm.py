@@ -13,6 +13,7 @@ Arguments are specialized as Triton specializes them at a launch with the given 
 
     python bench/kernel_asm.py gemv --shape 1 18432 3072 --config 1 32 512 4
     python bench/kernel_asm.py fused --shape 4096 3072 3072 --config 128 128 64 8 4 4 --dump /tmp/asm
+    python bench/kernel_asm.py fp8-quant --shape 4608 1 15360 --config 16384 8
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from triton.backends.compiler import GPUTarget
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nvfp4_triton.kernels._act_quant import fp8_row_quant_kernel  # noqa: E402
 from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
@@ -62,7 +64,15 @@ def _dequant(out_type):
     return spec
 
 
-KERNELS = {"fused": _fused, "gemv": _gemv, "dequant": _dequant("*bf16"), "dequant-fp8": _dequant("*u8")}
+def _fp8_quant(m, n, k, cfg):
+    block_k, warps = (cfg + [1 << (k - 1).bit_length(), 8][len(cfg):])
+    args = dict(x_ptr="*bf16", xq_ptr="*u8", scale_ptr="*fp32", K=k, stride_xm=k, BIT_MATH=False, BLOCK_K=block_k,
+                ONE_TILE=k <= block_k)
+    return fp8_row_quant_kernel, args, warps, 1, block_k
+
+
+KERNELS = {"fused": _fused, "gemv": _gemv, "dequant": _dequant("*bf16"), "dequant-fp8": _dequant("*u8"),
+           "fp8-quant": _fp8_quant}
 
 
 def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int):

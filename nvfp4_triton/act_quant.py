@@ -17,6 +17,9 @@ from .launch import Kernel, cdiv, interpreter_active
 _nvfp4_quant = Kernel(nvfp4_act_quant_kernel)
 _fp8_quant = Kernel(fp8_row_quant_kernel)
 _NVFP4_TILE = (16, 128)  # (rows, columns) per program: 8 scale blocks of 16 per row
+ONE_TILE_MAX_K = 16384
+"""Longest row the FP8 quantizer holds in registers and reads once (FLUX's longest is 15360). On
+an H200 that cut its time per FLUX step from 10.3 to 7.8 ms (bench/RESULTS.md, session 6)."""
 
 
 def quantize_activation_nvfp4(
@@ -49,8 +52,10 @@ def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     m, k = x.shape
     xq = torch.empty((m, k), dtype=torch.float8_e4m3fn, device=x.device)
     row_scale = torch.empty((m, 1), dtype=torch.float32, device=x.device)
-    block_k = min(1 << (k - 1).bit_length(), 2048)  # next power of two (triton's is a slow JIT call)
+    row_tile = 1 << (k - 1).bit_length()  # next power of two (triton's is a slow JIT call)
+    one_tile = row_tile <= ONE_TILE_MAX_K
     if m:
         _fp8_quant((m,), x, xq.view(torch.uint8), row_scale, k, x.stride(0), BIT_MATH=interpreter_active(),
-                   BLOCK_K=block_k, num_warps=4)
+                   BLOCK_K=row_tile if one_tile else 2048, ONE_TILE=one_tile,
+                   num_warps=4 if row_tile <= 4096 or not one_tile else 8)
     return xq, row_scale

@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from nvfp4_triton import Fp8Config, NVFP4Linear, TileConfig, TwoPassConfig, fp8, nvfp4_linear, quantize
 from nvfp4_triton import format as fmt
-from nvfp4_triton.act_quant import quantize_activation_nvfp4, quantize_rows_fp8
+from nvfp4_triton.act_quant import ONE_TILE_MAX_K, quantize_activation_nvfp4, quantize_rows_fp8
 from nvfp4_triton.gemm import dequantize_into, w4a8_gemm, w4a16_gemm
 from nvfp4_triton.module import FP8Linear
 from nvfp4_triton.weight import NVFP4Weight
@@ -163,6 +163,17 @@ def test_fp8_row_quant_kernel_matches_reference(device, seed, m, k_blocks, dtype
     x = (torch.randn(m, 16 * k_blocks, generator=g) * 10.0 ** (torch.rand(m, 1, generator=g) * 6 - 3)).to(dtype)
     if zero_rows:
         x[::3] = 0
+    q, scale = quantize_rows_fp8(x.to(device))
+    ref_q, ref_scale = fp8.quantize_rows(x)
+    assert torch.equal(scale.cpu(), ref_scale)
+    assert torch.equal(q.cpu().view(torch.uint8), ref_q.view(torch.uint8))
+
+
+def test_fp8_row_quant_kernel_sweeps_rows_too_long_for_one_tile(device):
+    """Rows longer than ``ONE_TILE_MAX_K`` take the kernel's two-sweep path, with the same results."""
+    torch.manual_seed(3)
+    x = torch.randn(3, ONE_TILE_MAX_K + 48, dtype=torch.bfloat16) * torch.tensor([[1e-3], [0.0], [50.0]])
+    x[2, -1] = 900.0  # the row's amax in its last, partial tile
     q, scale = quantize_rows_fp8(x.to(device))
     ref_q, ref_scale = fp8.quantize_rows(x)
     assert torch.equal(scale.cpu(), ref_scale)

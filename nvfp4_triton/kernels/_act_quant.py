@@ -80,23 +80,33 @@ def fp8_row_quant_kernel(
     K, stride_xm,
     BIT_MATH: tl.constexpr,
     BLOCK_K: tl.constexpr,
+    ONE_TILE: tl.constexpr,
 ):
     """Quantize one row (token) of x to E4M3 bits (``xq_ptr``: uint8) with scale ``amax / 448``; grid (M,).
 
-    Two sweeps over the row: the amax, then ``clamp(x * (1 / scale), +-448)`` rounded to E4M3. An
-    all-zero row gets scale 1. BIT_MATH: see ``_e4m3``.
+    ``clamp(x * (1 / scale), +-448)`` rounded to E4M3; an all-zero row gets scale 1. ONE_TILE
+    (``K <= BLOCK_K``) keeps the row in registers between its amax and its quantization, so it is
+    read from memory once; longer rows are swept twice. BIT_MATH: see ``_e4m3``.
     """
     row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_K)
-    amax = tl.zeros((BLOCK_K,), dtype=tl.float32)
-    for k0 in range(0, K, BLOCK_K):
-        x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
-        amax = tl.maximum(amax, tl.abs(x))
+    if ONE_TILE:
+        x = tl.load(x_ptr + row * stride_xm + offs, mask=offs < K, other=0.0).to(tl.float32)
+        amax = tl.abs(x)
+    else:
+        amax = tl.zeros((BLOCK_K,), dtype=tl.float32)
+        for k0 in range(0, K, BLOCK_K):
+            x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
+            amax = tl.maximum(amax, tl.abs(x))
     scale = tl.math.div_rn(tl.max(amax, axis=0), 448.0)
     scale = tl.where(scale == 0.0, 1.0, scale)
     tl.store(scale_ptr + row, scale)
     inverse = tl.math.div_rn(1.0, scale)
-    for k0 in range(0, K, BLOCK_K):
-        x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
+    if ONE_TILE:
         q = tl.minimum(tl.maximum(x * inverse, -448.0), 448.0)
-        tl.store(xq_ptr + row * K + k0 + offs, to_e4m3_bits(q, BIT_MATH), mask=k0 + offs < K)
+        tl.store(xq_ptr + row * K + offs, to_e4m3_bits(q, BIT_MATH), mask=offs < K)
+    else:
+        for k0 in range(0, K, BLOCK_K):
+            x = tl.load(x_ptr + row * stride_xm + k0 + offs, mask=k0 + offs < K, other=0.0).to(tl.float32)
+            q = tl.minimum(tl.maximum(x * inverse, -448.0), 448.0)
+            tl.store(xq_ptr + row * K + k0 + offs, to_e4m3_bits(q, BIT_MATH), mask=k0 + offs < K)
