@@ -13,8 +13,9 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
 - the output's error against BF16 (relative L2, cosine), from the BF16 output saved under --work;
 - the CUDA time split of one forward, eager and compiled (torch.profiler): cuBLAS GEMMs, our
   Triton kernels, attention, everything else, and the heaviest kernels by name. Its sum
-  ("GPU-busy") below the step time means the step waited on the host (Python and kernel-launch
-  overhead), not on the GPU;
+  ("GPU-busy") below the step time means the GPU sat idle part of the step: waiting on the host
+  (Python and kernel-launch overhead), or, under CUDA graphs, at kernel boundaries. The same
+  profile gives the idle time between kernels ("idle ms") and the kernel pairs it falls between;
 - the host time of a step (until the forward returns, before the GPU is waited for), and with
   ``--host-profile`` a cProfile table of one eager forward.
 
@@ -175,7 +176,8 @@ def host_profile(model: torch.nn.Module, args: dict, rows: int = 30) -> str:
 
 
 def cuda_time_split(fn, args: dict, top: int = 40) -> tuple[dict[str, float], list[list]]:
-    """ms of CUDA kernel time per class over one forward, and the ``top`` kernels as [name, calls, ms]."""
+    """ms of CUDA kernel time per class over one forward, the ``top`` kernels as [name, calls, ms], and
+    the idle time between kernels (``idle_gaps``)."""
     from torch.profiler import ProfilerActivity, profile
 
     with torch.no_grad(), profile(activities=[ProfilerActivity.CUDA]) as prof:
@@ -197,7 +199,25 @@ def cuda_time_split(fn, args: dict, top: int = 40) -> tuple[dict[str, float], li
             split["gemm_cublas"] += us / 1e3
         else:
             split["other"] += us / 1e3
-    return split, sorted(kernels, key=lambda k: -k[2])[:top]
+    spans = [(e.time_range.start, e.time_range.end, e.name) for e in prof.events() if e.device_type.name == "CUDA"]
+    return split, sorted(kernels, key=lambda k: -k[2])[:top], idle_gaps(spans)
+
+
+def idle_gaps(spans: list[tuple[float, float, str]], top: int = 12) -> dict:
+    """Where the GPU sat idle between kernels: total ms, and the ``top`` (kernel before, kernel after)
+    pairs by idle ms, from (start us, end us, name) spans. Under CUDA graphs the host is out of the
+    way, so idle time there is the cost of the kernel boundaries themselves."""
+    pairs: dict[tuple[str, str], list[float]] = {}
+    busy_until, before = None, ""
+    for start, end, name in sorted(spans):
+        if busy_until is not None and start > busy_until:
+            pair = pairs.setdefault((before[:70], name[:70]), [0, 0.0])
+            pair[0] += 1
+            pair[1] += (start - busy_until) / 1e3
+        if busy_until is None or end > busy_until:
+            busy_until, before = end, name
+    ranked = sorted(([a, b, n, ms] for (a, b), (n, ms) in pairs.items()), key=lambda p: -p[3])
+    return {"idle_ms": sum(p[3] for p in ranked), "gaps": sum(p[2] for p in ranked), "top_pairs": ranked[:top]}
 
 
 def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
@@ -240,9 +260,11 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
     if opts.host_profile:
         print(f"--- {name}: cProfile of one eager forward\n{host_profile(model, args)}", flush=True)
     for row, fn in zip(rows, fns):
-        row["cuda_ms_split"], row["top_kernels"] = cuda_time_split(fn, args)
-        print(json.dumps({"variant": name, "compiled": row["compiled"], "cuda_ms_split": row["cuda_ms_split"]}),
-              flush=True)
+        row["cuda_ms_split"], row["top_kernels"], row["idle"] = cuda_time_split(fn, args)
+        print(json.dumps({"variant": name, "compiled": row["compiled"], "cuda_ms_split": row["cuda_ms_split"],
+                          "idle_ms": row["idle"]["idle_ms"], "gaps": row["idle"]["gaps"]}), flush=True)
+        for before, after, count, ms in row["idle"]["top_pairs"][:5]:
+            print(f"  idle {ms:6.2f} ms over {count:4} gaps: {before} -> {after}", flush=True)
     del model, fns
     torch.cuda.empty_cache()
     return rows
@@ -320,13 +342,15 @@ def main() -> int:
 
 def report(rows: list[dict]) -> None:
     base = {r["compiled"]: r["step_ms"] for r in rows if r["variant"] == "bf16"}
-    print(f"{'variant':14} {'mode':8} {'step ms':>8} {'vs bf16':>8} {'host ms':>8} {'GPU-busy ms':>11} {'weights GiB':>12} "
-          f"{'peak GiB':>9} {'rel L2':>7} {'cosine':>7} {'breaks':>6}")
+    print(f"{'variant':14} {'mode':15} {'step ms':>8} {'vs bf16':>8} {'host ms':>8} {'GPU-busy ms':>11} {'idle ms':>8} "
+          f"{'weights GiB':>12} {'peak GiB':>9} {'rel L2':>7} {'cosine':>7} {'breaks':>6}")
     for r in rows:
         speed = f"{base[r['compiled']] / r['step_ms']:8.3f}" if r["compiled"] in base else f"{'':8}"
         busy = sum(r["cuda_ms_split"].values()) if "cuda_ms_split" in r else float("nan")
-        print(f"{r['variant']:14} {'compile' if r['compiled'] else 'eager':8} {r['step_ms']:8.1f} {speed} "
-              f"{r['host_ms']:8.1f} {busy:11.1f} "
+        idle = r["idle"]["idle_ms"] if "idle" in r else float("nan")
+        mode = (r.get("compile_mode") or "compile") if r["compiled"] else "eager"
+        print(f"{r['variant']:14} {mode:15} {r['step_ms']:8.1f} {speed} "
+              f"{r['host_ms']:8.1f} {busy:11.1f} {idle:8.1f} "
               f"{r['weight_bytes'] / 2**30:12.2f} {r['peak_bytes'] / 2**30:9.2f} "
               f"{r.get('rel_l2_vs_bf16', float('nan')):7.4f} {r.get('cosine_vs_bf16', float('nan')):7.4f} "
               f"{r['graph_breaks']:6}")
