@@ -22,7 +22,7 @@ from torch import nn
 
 from . import fp8
 from . import format as fmt
-from .ops import ACTIVATIONS, _fp8_linear, call_op, check_no_grad, nvfp4_linear
+from .ops import ACTIVATIONS, _fp8_linear, call_op, check_no_grad, fp8_gelu_placement, nvfp4_linear
 from .weight import NVFP4Weight, quantize
 
 
@@ -223,7 +223,9 @@ class FP8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fp8_input(x, self)
-        return call_op(_fp8_linear, x, *self._op_views(), self.bias, self.gelu)
+        inside, after = fp8_gelu_placement(self.gelu)
+        y = call_op(_fp8_linear, x, *self._op_views(), self.bias, inside)
+        return nn.functional.gelu(y, approximate="tanh") if after else y
 
     def _op_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight as uint8 bits and its scale as ``[1, N]``, as the op takes them.

@@ -176,9 +176,23 @@ def nvfp4_linear(
         return call_op(_w4a4_linear, x, weight.packed, bits, weight.global_scale, input_scale, bias, gelu)
     if activation == "fp8":
         multipliers, column_scale = fp8_scales if fp8_scales is not None else fp8.weight_scales(weight)
-        return call_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias,
-                       gelu)
+        inside, after = fp8_gelu_placement(gelu)
+        y = call_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, inside)
+        return torch.nn.functional.gelu(y, approximate="tanh") if after else y
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
+
+
+def fp8_gelu_placement(gelu: bool) -> tuple[bool, bool]:
+    """Where an FP8-path layer applies its GELU: ``(inside the op, as a graph op after it)``.
+
+    cuBLAS's FP8 GEMM (``torch._scaled_mm``) has no GELU epilogue, so inside the op GELU is a
+    kernel of its own. While torch.compile traces, the GELU goes into the graph instead: it costs
+    no more there, and inductor can fuse it into whatever reads the output next (in FLUX's single
+    blocks, the concatenation before ``proj_out``). Shapes where the op runs a W4A16 kernel (small
+    M), whose epilogue would have applied GELU for free, then pay a small separate GELU.
+    """
+    after = gelu and torch.compiler.is_compiling()
+    return gelu and not after, after
 
 
 RESIDENTS = (None, "fp8")
