@@ -119,11 +119,13 @@ def w4a8_gemm(
     bias: torch.Tensor | None,
     config: GemmConfig | None = None,
     gelu: bool = False,
+    quantized: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """The ``activation="fp8"`` GEMM: FP8 two-pass where it is faster, else the W4A16 kernel.
 
     ``multipliers`` (``[N]``) and ``column_scale`` (``[1, N]``) are ``fp8.row_multipliers`` and
-    ``fp8.column_scales`` of the weight, prepared once at load time.
+    ``fp8.column_scales`` of the weight, prepared once at load time. ``quantized``: x already
+    quantized per token, as ``fp8.quantize_rows(x)`` returns it; else the FP8 strategy quantizes it.
     """
     n, k = packed.shape[0], x.shape[1]
     if x.shape[0] == 0:
@@ -135,7 +137,7 @@ def w4a8_gemm(
             w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device)
             if w8 is not None:
                 dequantize_into(w8, packed, scale_bits, multipliers, cfg)
-                return fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst)
+                return fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst, quantized=quantized)
             cfg = default_config(x.shape[0], n, k)  # scratch capped or off since tuning
         return _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
 
@@ -155,14 +157,16 @@ def fp8_gemm(
     gelu: bool = False,
     fast_accum: bool = True,
     out: torch.Tensor | None = None,
+    quantized: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> torch.Tensor:
     """``act((fp8(x) @ w8^T) * column_scale + bias)``: quantize x per token, then ``torch._scaled_mm``.
 
     ``w8`` is E4M3 ``[N, K]`` row-major; ``column_scale`` float32 ``[1, N]``. ``fast_accum``
-    applies from ``FAST_ACCUM_MIN_M`` rows on.
+    applies from ``FAST_ACCUM_MIN_M`` rows on. ``quantized``: ``(fp8(x), row scale)`` made by the
+    caller, as ``fp8.quantize_rows`` makes them.
     """
     fast_accum = fast_accum and x.shape[0] >= FAST_ACCUM_MIN_M
-    xq, row_scale = quantize_rows_fp8(x)
+    xq, row_scale = quantized if quantized is not None else quantize_rows_fp8(x)
     if out is not None:
         _output(x, w8.shape[0], out)
     bias = bias if bias is None or bias.dtype == x.dtype else bias.to(x.dtype)

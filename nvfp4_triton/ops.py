@@ -60,9 +60,13 @@ def _w4a8_linear_impl(
     column_scale: torch.Tensor,
     bias: torch.Tensor | None,
     gelu: bool = False,
+    xq_bits: torch.Tensor | None = None,
+    row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
+    # xq_bits / row_scale: x's rows already quantized (fp8.quantize_rows; E4M3 as uint8 bits), or None.
+    quantized = (xq_bits.view(torch.float8_e4m3fn), row_scale) if xq_bits is not None else None
     return _unrows(w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
-                             gelu=gelu), x)
+                             gelu=gelu, quantized=quantized), x)
 
 
 def _fp8_linear_impl(
@@ -111,7 +115,8 @@ _w4a16_linear = _register("w4a16_linear", f"(Tensor x, {_W}, Tensor? bias, bool 
 _w4a4_linear = _register("w4a4_linear", f"(Tensor x, {_W}, Tensor input_scale, Tensor? bias, bool gelu=False) -> Tensor",
                          _w4a4_linear_impl)
 _w4a8_linear = _register("w4a8_linear", f"(Tensor x, {_W}, Tensor multipliers, Tensor column_scale, Tensor? bias, "
-                                        "bool gelu=False) -> Tensor", _w4a8_linear_impl)
+                                        "bool gelu=False, Tensor? xq_bits=None, Tensor? row_scale=None) -> Tensor",
+                         _w4a8_linear_impl)
 _fp8_linear = _register("fp8_linear", "(Tensor x, Tensor w8_bits, Tensor column_scale, Tensor? bias, bool gelu=False) "
                                       "-> Tensor", _fp8_linear_impl)
 _IMPLS = {_w4a16_linear: _w4a16_linear_impl, _w4a4_linear: _w4a4_linear_impl, _w4a8_linear: _w4a8_linear_impl,
@@ -177,7 +182,15 @@ def nvfp4_linear(
     if activation == "fp8":
         multipliers, column_scale = fp8_scales if fp8_scales is not None else fp8.weight_scales(weight)
         inside, after = fp8_gelu_placement(gelu)
-        y = call_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, inside)
+        quantized = ()
+        if torch.compiler.is_compiling():
+            # In the graph, inductor fuses this into the kernel that produced x (a norm, a GELU, a
+            # concatenation), and computes it once for layers that share x (q, k, v): our quantizer
+            # would read x again per layer.
+            xq, row_scale = fp8.quantize_rows(_rows(x))
+            quantized = (xq.view(torch.uint8), row_scale)
+        y = call_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, inside,
+                    *quantized)
         return torch.nn.functional.gelu(y, approximate="tanh") if after else y
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
 

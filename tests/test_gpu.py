@@ -79,6 +79,29 @@ def test_inductor_compiles_a_model_without_graph_breaks():
     torch.testing.assert_close(compiled, eager, rtol=1e-2, atol=1e-2)
 
 
+def test_inductor_fp8_mode_quantizes_in_the_graph_like_eager():
+    """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses,
+    and applies GELU in the graph; the result must still be eager's up to a few FP8 rounding flips."""
+    from nvfp4_triton.fusion import fuse_gelu
+
+    torch._dynamo.reset()
+    block = torch.nn.Module()
+    block.proj_mlp = NVFP4Linear.from_linear(torch.nn.Linear(1024, 3072, dtype=torch.bfloat16, device="cuda"))
+    block.act_mlp = torch.nn.GELU(approximate="tanh")
+    block.proj_out = NVFP4Linear.from_linear(torch.nn.Linear(4096, 1024, dtype=torch.bfloat16, device="cuda"))
+    block.norm = torch.nn.LayerNorm(1024, dtype=torch.bfloat16, device="cuda")
+    block.forward = lambda x: block.proj_out(torch.cat([x, block.act_mlp(block.proj_mlp(block.norm(x)))], dim=-1))
+    for layer in (block.proj_mlp, block.proj_out):
+        layer.activation = "fp8"
+    assert fuse_gelu(block) == ["proj_mlp"]
+    x = torch.randn(2, 600, 1024, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        eager = block(x)
+        compiled = torch.compile(block.forward, fullgraph=True)(x)
+    # FP8 mode is 3.4e-2 from exact NVFP4; inductor's norm and quantization may flip a few roundings
+    assert float((compiled.float() - eager.float()).norm() / eager.float().norm()) < 1e-2
+
+
 @pytest.mark.parametrize("activation", [None, "fp8"])
 def test_two_pass_inside_a_captured_graph(activation, monkeypatch):
     """Captured two-pass GEMMs keep their strategy, and stay exact while layers of one graph share its pool.

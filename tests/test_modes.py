@@ -223,6 +223,22 @@ def test_w4a8_gemm_multiplies_the_fp8_operands_exactly(device, seed, m, n, k_blo
     assert bool(((y.double() - ref).abs() <= bound).all())
 
 
+def test_w4a8_gemm_takes_rows_quantized_by_the_caller(device):
+    """Under torch.compile, x's FP8 rows come from the graph (``fp8.quantize_rows``): the GEMM must
+    use them as given, and give what it gives when it quantizes x itself."""
+    x, q, _ = _problem(5, 37, 48, 96, torch.bfloat16, False, device)
+    mult, column = fp8.weight_scales(q)
+    config = Fp8Config(fast_accum=False)
+    xq, row_scale = fp8.quantize_rows(x)
+    own = w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, mult, column, None, config=config)
+    given = w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, mult, column, None, config=config,
+                      quantized=(xq, row_scale))
+    assert torch.equal(given, own)
+    doubled = w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, mult, column, None, config=config,
+                        quantized=(xq, row_scale * 2))
+    assert torch.equal(doubled, own * 2)  # a power of two: exact in bf16
+
+
 @pytest.mark.gpu
 @pytest.mark.parametrize("m,n,k", [(4096, 3072, 3072), (512, 12288, 3072), (4096, 3072, 15360)])
 def test_fp8_modes_stay_within_the_documented_error(m, n, k):

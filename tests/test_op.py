@@ -66,6 +66,8 @@ def test_custom_ops_pass_torch_opcheck(problem):
     bits = q.block_scale.view(torch.uint8)
     input_scale = (x.float().abs().amax() / 2688).reshape(())
     multipliers, column = fp8.weight_scales(q)
+    xq, row_scale = fp8.quantize_rows(x)
+    xq_bits = xq.view(torch.uint8)
     resident = FP8Linear.from_nvfp4(NVFP4Linear.from_weight(q))
     for b in (bias, None):
         for gelu in (False, True):
@@ -73,6 +75,7 @@ def test_custom_ops_pass_torch_opcheck(problem):
                 (_w4a16_linear, (x, q.packed, bits, q.global_scale, b, gelu)),
                 (_w4a4_linear, (x, q.packed, bits, q.global_scale, input_scale, b, gelu)),
                 (_w4a8_linear, (x, q.packed, bits, q.global_scale, multipliers, column, b, gelu)),
+                (_w4a8_linear, (x, q.packed, bits, q.global_scale, multipliers, column, b, gelu, xq_bits, row_scale)),
                 (_fp8_linear, (x, resident.weight.view(torch.uint8), resident.weight_scale.view(1, -1), b, gelu)),
             ]:
                 torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor",
