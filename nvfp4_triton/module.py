@@ -45,8 +45,6 @@ class NVFP4Linear(nn.Module):
         gelu: bool = False,
     ) -> None:
         super().__init__()
-        if activation not in ACTIVATIONS:
-            raise ValueError(f"NVFP4Linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
         if in_features < 1 or in_features % fmt.BLOCK_SIZE:
             raise ValueError(
                 f"NVFP4Linear: in_features must be a positive multiple of {fmt.BLOCK_SIZE}, got {in_features}"
@@ -55,10 +53,9 @@ class NVFP4Linear(nn.Module):
             raise ValueError(f"NVFP4Linear: out_features must be >= 1, got {out_features}")
         self.in_features = in_features
         self.out_features = out_features
-        self.activation = activation
         self.gelu = gelu
         self._nvfp4_weight: NVFP4Weight | None = None
-        self._fp8_scales: tuple[NVFP4Weight, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self.activation = activation
         self.register_buffer("weight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
         self.register_buffer(
             "weight_scale",
@@ -120,11 +117,34 @@ class NVFP4Linear(nn.Module):
         """Bytes of the quantized weight (codes, block scales, global scale), bias excluded."""
         return self.nvfp4_weight.nbytes
 
+    @property
+    def activation(self) -> str | None:
+        """How activations enter the GEMM: None (W4A16), ``"fp8"`` (W4A8) or ``"nvfp4"`` (W4A4 emulation)."""
+        return self._activation
+
+    @activation.setter
+    def activation(self, value: str | None) -> None:
+        if value not in ACTIVATIONS:
+            raise ValueError(f"NVFP4Linear: activation must be one of {ACTIVATIONS}, got {value!r}")
+        self._activation = value
+        self._fp8_scales: tuple[NVFP4Weight, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._prepare_fp8_scales()
+
     def _fp8_scales_of(self, weight: NVFP4Weight) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight."""
         if self._fp8_scales is None or self._fp8_scales[0] is not weight:
             self._fp8_scales = (weight, fp8.weight_scales(weight))
         return self._fp8_scales[1]
+
+    def _prepare_fp8_scales(self) -> None:
+        """Compute the FP8 scales now, when the mode is FP8 and the weight holds data, not in the first forward.
+
+        Computed inside torch.compile's first trace, they would be stored as a side effect, and
+        the next call would compile the whole model again.
+        """
+        weight = self._buffers.get("weight")
+        if self._activation == "fp8" and weight is not None and weight.device.type != "meta":
+            self._fp8_scales_of(self.nvfp4_weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.nvfp4_weight
@@ -153,11 +173,15 @@ class NVFP4Linear(nn.Module):
             self.input_scale = None
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
+        self._fp8_scales = None  # the buffers were copied into, so the same weight object has new values
+        self._prepare_fp8_scales()
 
     def _apply(self, fn, recurse=True):
         # module.to(dtype) / .half() would cast the e4m3 scales and the fp32 global scale
         # (float8 counts as floating point). Quantized buffers follow device moves only.
-        return _apply_keeping_dtypes(self, super()._apply, fn, recurse, _QUANT_BUFFERS)
+        _apply_keeping_dtypes(self, super()._apply, fn, recurse, _QUANT_BUFFERS)
+        self._prepare_fp8_scales()
+        return self
 
 
 _QUANT_BUFFERS = ("weight", "weight_scale", "weight_scale_2", "input_scale")

@@ -140,3 +140,48 @@ def test_module_traces_into_one_graph(linear, device):
         assert torch.equal(compiled(x), layer(x))
         layer.to(device)  # buffers unchanged: still the same graph
         assert torch.equal(compiled(x), layer(x))
+
+
+def test_fp8_layer_compiles_once():
+    """The FP8 scales of the weight exist before the first trace: computing them inside it would
+    store them as a side effect, and the second call would compile everything again."""
+    compilations = []
+
+    def counting_backend(gm, example_inputs):
+        compilations.append(gm)
+        return gm.forward
+
+    torch.manual_seed(0)
+    layer = NVFP4Linear.from_linear(nn.Linear(64, 48, dtype=torch.bfloat16))
+    layer.activation = "fp8"
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend=counting_backend, fullgraph=True)
+    with torch.no_grad():
+        for _ in range(3):
+            compiled(torch.randn(130, 64, dtype=torch.bfloat16))
+    assert len(compilations) == 1
+
+
+def test_fp8_mode_follows_weights_loaded_after_a_forward(device, monkeypatch):
+    from nvfp4_triton import Fp8Config, gemm
+
+    monkeypatch.setattr(gemm.fp8_tuner, "lookup", lambda key: Fp8Config(fast_accum=False))  # the FP8 strategy
+    torch.manual_seed(0)
+    layer = NVFP4Linear.from_linear(nn.Linear(64, 48, dtype=torch.bfloat16)).to(device)
+    other = nn.Linear(64, 48, dtype=torch.bfloat16)
+    with torch.no_grad():
+        other.weight.mul_(3)  # another global scale,
+        other.weight[:5] *= 0.01  # and rows whose FP8 multipliers differ from the first weight's
+    fresh = NVFP4Linear.from_linear(other).to(device)
+    layer.activation = fresh.activation = "fp8"
+    x = torch.randn(130, 64, dtype=torch.bfloat16, device=device)
+    with torch.no_grad():
+        layer(x)
+        layer.load_state_dict(fresh.state_dict())
+        assert torch.equal(layer(x), fresh(x))
+
+
+def test_unknown_activation_is_refused_when_set():
+    layer = NVFP4Linear(32, 16)
+    with pytest.raises(ValueError, match="activation must be one of"):
+        layer.activation = "int8"
