@@ -22,7 +22,8 @@ from torch import nn
 
 from . import fp8
 from . import format as fmt
-from .ops import ACTIVATIONS, _fp8_linear, call_op, check_no_grad, fp8_gelu_placement, nvfp4_linear
+from .ops import (ACTIVATIONS, _fp8_linear, call_op, check_no_grad, fp8_gelu_placement, graph_quantized_rows,
+                  nvfp4_linear)
 from .weight import NVFP4Weight, quantize
 
 
@@ -248,7 +249,7 @@ class FP8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fp8_input(x, self)
         inside, after = fp8_gelu_placement(self.gelu)
-        y = call_op(_fp8_linear, x, *self._op_views(), self.bias, inside)
+        y = call_op(_fp8_linear, x, *self._op_views(), self.bias, inside, *graph_quantized_rows(x))
         return nn.functional.gelu(y, approximate="tanh") if after else y
 
     def _op_views(self) -> tuple[torch.Tensor, torch.Tensor]:

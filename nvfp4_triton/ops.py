@@ -63,17 +63,27 @@ def _w4a8_linear_impl(
     xq_bits: torch.Tensor | None = None,
     row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    # xq_bits / row_scale: x's rows already quantized (fp8.quantize_rows; E4M3 as uint8 bits), or None.
-    quantized = (xq_bits.view(torch.float8_e4m3fn), row_scale) if xq_bits is not None else None
     return _unrows(w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
-                             gelu=gelu, quantized=quantized), x)
+                             gelu=gelu, quantized=_given_rows(xq_bits, row_scale)), x)
 
 
 def _fp8_linear_impl(
-    x: torch.Tensor, w8_bits: torch.Tensor, column_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool = False
+    x: torch.Tensor,
+    w8_bits: torch.Tensor,
+    column_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool = False,
+    xq_bits: torch.Tensor | None = None,
+    row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     # The E4M3 weight travels as uint8 bits, like the block scales of the other ops.
-    return _unrows(fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu), x)
+    return _unrows(fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu,
+                            quantized=_given_rows(xq_bits, row_scale)), x)
+
+
+def _given_rows(xq_bits: torch.Tensor | None, row_scale: torch.Tensor | None) -> tuple | None:
+    """The FP8 ops' optional pre-quantized x (see ``graph_quantized_rows``), as the GEMMs take it."""
+    return (xq_bits.view(torch.float8_e4m3fn), row_scale) if xq_bits is not None else None
 
 
 def _rows(x: torch.Tensor) -> torch.Tensor:
@@ -117,8 +127,8 @@ _w4a4_linear = _register("w4a4_linear", f"(Tensor x, {_W}, Tensor input_scale, T
 _w4a8_linear = _register("w4a8_linear", f"(Tensor x, {_W}, Tensor multipliers, Tensor column_scale, Tensor? bias, "
                                         "bool gelu=False, Tensor? xq_bits=None, Tensor? row_scale=None) -> Tensor",
                          _w4a8_linear_impl)
-_fp8_linear = _register("fp8_linear", "(Tensor x, Tensor w8_bits, Tensor column_scale, Tensor? bias, bool gelu=False) "
-                                      "-> Tensor", _fp8_linear_impl)
+_fp8_linear = _register("fp8_linear", "(Tensor x, Tensor w8_bits, Tensor column_scale, Tensor? bias, bool gelu=False, "
+                                      "Tensor? xq_bits=None, Tensor? row_scale=None) -> Tensor", _fp8_linear_impl)
 _IMPLS = {_w4a16_linear: _w4a16_linear_impl, _w4a4_linear: _w4a4_linear_impl, _w4a8_linear: _w4a8_linear_impl,
           _fp8_linear: _fp8_linear_impl}
 
@@ -182,17 +192,24 @@ def nvfp4_linear(
     if activation == "fp8":
         multipliers, column_scale = fp8_scales if fp8_scales is not None else fp8.weight_scales(weight)
         inside, after = fp8_gelu_placement(gelu)
-        quantized = ()
-        if torch.compiler.is_compiling():
-            # In the graph, inductor fuses this into the kernel that produced x (a norm, a GELU, a
-            # concatenation), and computes it once for layers that share x (q, k, v): our quantizer
-            # would read x again per layer.
-            xq, row_scale = fp8.quantize_rows(_rows(x))
-            quantized = (xq.view(torch.uint8), row_scale)
         y = call_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, inside,
-                    *quantized)
+                    *graph_quantized_rows(x))
         return torch.nn.functional.gelu(y, approximate="tanh") if after else y
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
+
+
+def graph_quantized_rows(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+    """While torch.compile traces: x's rows quantized to E4M3 by graph ops (``fp8.quantize_rows``), as
+    the FP8 ops' optional ``(xq_bits, row_scale)``; otherwise ``()``, and the op quantizes x itself.
+
+    In the graph, inductor can fuse the quantization into the kernel that produced x (a norm, a
+    GELU, a concatenation) and compute it once for layers that share x (q, k, v), where our
+    quantizer would read x again for every layer.
+    """
+    if not torch.compiler.is_compiling():
+        return ()
+    xq, row_scale = fp8.quantize_rows(_rows(x))
+    return xq.view(torch.uint8), row_scale
 
 
 def fp8_gelu_placement(gelu: bool) -> tuple[bool, bool]:

@@ -77,6 +77,8 @@ def test_custom_ops_pass_torch_opcheck(problem):
                 (_w4a8_linear, (x, q.packed, bits, q.global_scale, multipliers, column, b, gelu)),
                 (_w4a8_linear, (x, q.packed, bits, q.global_scale, multipliers, column, b, gelu, xq_bits, row_scale)),
                 (_fp8_linear, (x, resident.weight.view(torch.uint8), resident.weight_scale.view(1, -1), b, gelu)),
+                (_fp8_linear, (x, resident.weight.view(torch.uint8), resident.weight_scale.view(1, -1), b, gelu,
+                               xq_bits, row_scale)),
             ]:
                 torch.library.opcheck(op, args, test_utils=("test_schema", "test_faketensor",
                                                              "test_aot_dispatch_dynamic"))
