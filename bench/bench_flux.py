@@ -8,7 +8,8 @@ Each variant builds the BF16 FluxTransformer2DModel from the bundled config with
 (fixed seed, no download; linears ~N(0, 1/in_features), norms 1, biases small) straight on the
 GPU, converts it layer by layer (so two copies never coexist), then measures:
 - the median latency of one forward over ``--runs`` runs after warm-up, eager and under
-  ``torch.compile`` (default settings, the same for every variant), with dynamo's graph-break count;
+  ``torch.compile`` (default settings or ``--compile-mode``, the same for every variant), with
+  dynamo's graph-break count and, under reduce-overhead, how many graphs inductor left uncaptured;
 - peak GPU memory during a forward, and the transformer's weight bytes;
 - the output's error against BF16 (relative L2, cosine), from the BF16 output saved under --work;
 - the CUDA time split of one forward, eager and compiled (torch.profiler): cuBLAS GEMMs, our
@@ -246,7 +247,9 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
                "step_ms": ms, "host_ms": host_ms, "build_s": build_s,
                "warmup_and_runs_s": time.perf_counter() - t1,
                "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
-               "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0}
+               "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0,
+               # graphs that reduce-overhead left uncaptured (they run eagerly, host time included)
+               "cudagraph_skips": torch._dynamo.utils.counters["inductor"]["cudagraph_skips"] if compiled else 0}
         ref_path = work / f"bf16-{'compiled' if compiled else 'eager'}{'-fused-qkv' if opts.fuse_qkv else ''}.pt"
         if name == "bf16":
             torch.save(out.float().cpu(), ref_path)
