@@ -66,6 +66,7 @@ class NVFP4Linear(nn.Module):
         self.register_buffer("input_scale", None)
         self.bias = nn.Parameter(torch.zeros(out_features, dtype=dtype, device=device), requires_grad=False) \
             if bias else None
+        self._prepare_caches()
 
     @classmethod
     def from_weight(
@@ -88,6 +89,7 @@ class NVFP4Linear(nn.Module):
                     f"NVFP4Linear: bias must have shape ({weight.out_features},), got {tuple(bias.shape)}"
                 )
             layer.bias = nn.Parameter(bias.detach().to(weight.device), requires_grad=False)
+        layer._prepare_caches()
         return layer
 
     @classmethod
@@ -129,7 +131,7 @@ class NVFP4Linear(nn.Module):
             raise ValueError(f"NVFP4Linear: activation must be one of {ACTIVATIONS}, got {value!r}")
         self._activation = value
         self._fp8_scales: tuple[NVFP4Weight, tuple[torch.Tensor, torch.Tensor]] | None = None
-        self._prepare_fp8_scales()
+        self._prepare_caches()
 
     def _fp8_scales_of(self, weight: NVFP4Weight) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight."""
@@ -137,15 +139,19 @@ class NVFP4Linear(nn.Module):
             self._fp8_scales = (weight, fp8.weight_scales(weight))
         return self._fp8_scales[1]
 
-    def _prepare_fp8_scales(self) -> None:
-        """Compute the FP8 scales now, when the mode is FP8 and the weight holds data, not in the first forward.
+    def _prepare_caches(self) -> None:
+        """Build the weight's :class:`NVFP4Weight` (and in FP8 mode its FP8 scales) when the weight
+        or the mode changes, not in the first forward.
 
-        Computed inside torch.compile's first trace, they would be stored as a side effect, and
-        the next call would compile the whole model again.
+        Built inside torch.compile's first trace, they would be stored as side effects, and the
+        next call would compile the whole model again.
         """
         weight = self._buffers.get("weight")
-        if self._activation == "fp8" and weight is not None and weight.device.type != "meta":
-            self._fp8_scales_of(self.nvfp4_weight)
+        if weight is None or weight.device.type == "meta":
+            return
+        nvfp4 = self.nvfp4_weight
+        if self._activation == "fp8":
+            self._fp8_scales_of(nvfp4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         weight = self.nvfp4_weight
@@ -175,13 +181,13 @@ class NVFP4Linear(nn.Module):
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
         self._fp8_scales = None  # the buffers were copied into, so the same weight object has new values
-        self._prepare_fp8_scales()
+        self._prepare_caches()
 
     def _apply(self, fn, recurse=True):
         # module.to(dtype) / .half() would cast the e4m3 scales and the fp32 global scale
         # (float8 counts as floating point). Quantized buffers follow device moves only.
         _apply_keeping_dtypes(self, super()._apply, fn, recurse, _QUANT_BUFFERS)
-        self._prepare_fp8_scales()
+        self._prepare_caches()
         return self
 
 
@@ -189,16 +195,29 @@ _QUANT_BUFFERS = ("weight", "weight_scale", "weight_scale_2", "input_scale")
 
 
 def _apply_keeping_dtypes(module: nn.Module, apply, fn, recurse: bool, names: tuple[str, ...]) -> nn.Module:
-    """``nn.Module._apply`` with the named buffers moved between devices by ``fn`` but never cast."""
+    """``nn.Module._apply`` with the named buffers moved between devices by ``fn`` but never cast.
+
+    If anything fails, the module keeps the buffers it had.
+    """
     kept = {name: module._buffers[name] for name in names if module._buffers.get(name) is not None}
     for name in kept:
         module._buffers[name] = None
     try:
         apply(fn, recurse)
-    finally:
-        for name, t in kept.items():
-            module._buffers[name] = t.to(fn(torch.empty(0, device=t.device)).device)
+        moved = {name: _moved(fn, t) for name, t in kept.items()}
+    except BaseException:
+        module._buffers.update(kept)
+        raise
+    module._buffers.update(moved)
     return module
+
+
+def _moved(fn, t: torch.Tensor) -> torch.Tensor:
+    """``t`` on the device ``fn`` sends tensors to, in its own dtype."""
+    if not t.is_meta:
+        return t.to(fn(torch.empty(0, device=t.device)).device)
+    moved = fn(t)  # to_empty gives fresh storage; .to(device) raises for a meta tensor, as torch does
+    return moved if moved.dtype == t.dtype else torch.empty_like(t, device=moved.device)
 
 
 def _describe(layer: nn.Module, weight_bytes: int) -> str:
@@ -237,6 +256,7 @@ class FP8Linear(nn.Module):
         self.register_buffer("weight", weight)
         self.register_buffer("weight_scale", weight_scale.contiguous())
         self.bias = nn.Parameter(bias.detach(), requires_grad=False) if bias is not None else None
+        self._op_views()  # now, not inside torch.compile's first trace (see NVFP4Linear._prepare_caches)
 
     @classmethod
     def from_nvfp4(cls, layer: NVFP4Linear) -> FP8Linear:
@@ -268,7 +288,9 @@ class FP8Linear(nn.Module):
 
     def _apply(self, fn, recurse=True):
         # Like NVFP4Linear: .to(dtype) casts the bias only; the FP8 weight and its scales keep their dtypes.
-        return _apply_keeping_dtypes(self, super()._apply, fn, recurse, ("weight", "weight_scale"))
+        _apply_keeping_dtypes(self, super()._apply, fn, recurse, ("weight", "weight_scale"))
+        self._op_views()
+        return self
 
 
 def _check_fp8_input(x: torch.Tensor, layer: FP8Linear) -> None:

@@ -4,7 +4,7 @@ import pytest
 import torch
 from torch import nn
 
-from nvfp4_triton import NVFP4Linear, quantize
+from nvfp4_triton import FP8Linear, NVFP4Linear, quantize
 
 from .checks import assert_matches_reference
 
@@ -142,18 +142,35 @@ def test_module_traces_into_one_graph(linear, device):
         assert torch.equal(compiled(x), layer(x))
 
 
-def test_fp8_layer_compiles_once():
-    """The FP8 scales of the weight exist before the first trace: computing them inside it would
-    store them as a side effect, and the second call would compile everything again."""
+def _built(how: str, mode: str | None) -> nn.Module:
+    torch.manual_seed(0)
+    layer = NVFP4Linear.from_linear(nn.Linear(64, 48, dtype=torch.bfloat16))
+    if how == "load_state_dict":
+        loaded = NVFP4Linear(64, 48)
+        loaded.load_state_dict(layer.state_dict())
+        layer = loaded
+    elif how == "meta, then assign":  # how load_transformer builds a model
+        state = layer.state_dict()
+        layer = NVFP4Linear(64, 48, device="meta")
+        layer.load_state_dict(state, assign=True)
+    if mode == "resident fp8":
+        return FP8Linear.from_nvfp4(layer)
+    layer.activation = mode
+    return layer
+
+
+@pytest.mark.parametrize("how", ["from_linear", "load_state_dict", "meta, then assign"])
+@pytest.mark.parametrize("mode", [None, "fp8", "resident fp8"])
+def test_a_fresh_layer_compiles_once(how, mode):
+    """Whatever the layer caches about its weight exists before the first trace: built inside it,
+    it would be stored as a side effect, and the second call would compile the model again."""
     compilations = []
 
     def counting_backend(gm, example_inputs):
         compilations.append(gm)
         return gm.forward
 
-    torch.manual_seed(0)
-    layer = NVFP4Linear.from_linear(nn.Linear(64, 48, dtype=torch.bfloat16))
-    layer.activation = "fp8"
+    layer = _built(how, mode)
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend=counting_backend, fullgraph=True)
     with torch.no_grad():
@@ -179,6 +196,26 @@ def test_fp8_mode_follows_weights_loaded_after_a_forward(device, monkeypatch):
         layer(x)
         layer.load_state_dict(fresh.state_dict())
         assert torch.equal(layer(x), fresh(x))
+
+
+def test_to_empty_gives_buffers_of_their_own_dtypes(linear):
+    """The meta-device pattern (build on meta, ``to_empty``, then load) used by accelerate and FSDP."""
+    layer = NVFP4Linear(96, 40, device="meta").to_empty(device="cpu")
+    assert {name: t.dtype for name, t in layer.state_dict().items()} == {
+        "weight": torch.uint8, "weight_scale": torch.float8_e4m3fn, "weight_scale_2": torch.float32,
+        "bias": torch.bfloat16}
+    source = NVFP4Linear.from_linear(linear)
+    layer.load_state_dict(source.state_dict())
+    x = torch.randn(3, 96, dtype=torch.bfloat16)
+    with torch.no_grad():
+        assert torch.equal(layer(x), source(x))
+
+
+def test_a_failed_move_leaves_the_layer_as_it_was():
+    layer = NVFP4Linear(32, 16, bias=False, device="meta")
+    with pytest.raises(NotImplementedError):
+        layer.to("cpu")  # a meta tensor has no data to copy
+    assert layer.weight.is_meta and layer.weight_scale.dtype == torch.float8_e4m3fn
 
 
 def test_unknown_activation_is_refused_when_set():
