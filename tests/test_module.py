@@ -142,7 +142,7 @@ def test_module_traces_into_one_graph(linear, device):
         assert torch.equal(compiled(x), layer(x))
 
 
-def _built(how: str, mode: str | None) -> nn.Module:
+def _built(how: str, mode: str | None, device: torch.device) -> nn.Module:
     torch.manual_seed(0)
     layer = NVFP4Linear.from_linear(nn.Linear(64, 48, dtype=torch.bfloat16))
     if how == "load_state_dict":
@@ -153,6 +153,7 @@ def _built(how: str, mode: str | None) -> nn.Module:
         state = layer.state_dict()
         layer = NVFP4Linear(64, 48, device="meta")
         layer.load_state_dict(state, assign=True)
+    layer = layer.to(device)  # on the CPU machine, a no-op
     if mode == "resident fp8":
         return FP8Linear.from_nvfp4(layer)
     layer.activation = mode
@@ -161,7 +162,7 @@ def _built(how: str, mode: str | None) -> nn.Module:
 
 @pytest.mark.parametrize("how", ["from_linear", "load_state_dict", "meta, then assign"])
 @pytest.mark.parametrize("mode", [None, "fp8", "resident fp8"])
-def test_a_fresh_layer_compiles_once(how, mode):
+def test_a_fresh_layer_compiles_once(how, mode, device):
     """Whatever the layer caches about its weight exists before the first trace: built inside it,
     it would be stored as a side effect, and the second call would compile the model again."""
     compilations = []
@@ -170,12 +171,12 @@ def test_a_fresh_layer_compiles_once(how, mode):
         compilations.append(gm)
         return gm.forward
 
-    layer = _built(how, mode)
+    layer = _built(how, mode, device)
     torch._dynamo.reset()
     compiled = torch.compile(layer, backend=counting_backend, fullgraph=True)
     with torch.no_grad():
         for _ in range(3):
-            compiled(torch.randn(130, 64, dtype=torch.bfloat16))
+            compiled(torch.randn(130, 64, dtype=torch.bfloat16, device=device))
     assert len(compilations) == 1
 
 
@@ -198,15 +199,15 @@ def test_fp8_mode_follows_weights_loaded_after_a_forward(device, monkeypatch):
         assert torch.equal(layer(x), fresh(x))
 
 
-def test_to_empty_gives_buffers_of_their_own_dtypes(linear):
+def test_to_empty_gives_buffers_of_their_own_dtypes(linear, device):
     """The meta-device pattern (build on meta, ``to_empty``, then load) used by accelerate and FSDP."""
-    layer = NVFP4Linear(96, 40, device="meta").to_empty(device="cpu")
-    assert {name: t.dtype for name, t in layer.state_dict().items()} == {
-        "weight": torch.uint8, "weight_scale": torch.float8_e4m3fn, "weight_scale_2": torch.float32,
-        "bias": torch.bfloat16}
-    source = NVFP4Linear.from_linear(linear)
+    layer = NVFP4Linear(96, 40, device="meta").to_empty(device=device)
+    assert {name: (t.dtype, t.device.type) for name, t in layer.state_dict().items()} == {
+        "weight": (torch.uint8, device.type), "weight_scale": (torch.float8_e4m3fn, device.type),
+        "weight_scale_2": (torch.float32, device.type), "bias": (torch.bfloat16, device.type)}
+    source = NVFP4Linear.from_linear(linear).to(device)
     layer.load_state_dict(source.state_dict())
-    x = torch.randn(3, 96, dtype=torch.bfloat16)
+    x = torch.randn(3, 96, dtype=torch.bfloat16, device=device)
     with torch.no_grad():
         assert torch.equal(layer(x), source(x))
 
