@@ -56,6 +56,7 @@ class NVFP4Linear(nn.Module):
         self.out_features = out_features
         self.gelu = gelu
         self._nvfp4_weight: NVFP4Weight | None = None
+        self._fp8_scales: tuple[NVFP4Weight, tuple[torch.Tensor, torch.Tensor]] | None = None
         self.activation = activation
         self.register_buffer("weight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
         self.register_buffer(
@@ -130,7 +131,6 @@ class NVFP4Linear(nn.Module):
         if value not in ACTIVATIONS:
             raise ValueError(f"NVFP4Linear: activation must be one of {ACTIVATIONS}, got {value!r}")
         self._activation = value
-        self._fp8_scales: tuple[NVFP4Weight, tuple[torch.Tensor, torch.Tensor]] | None = None
         self._prepare_caches()
 
     def _fp8_scales_of(self, weight: NVFP4Weight) -> tuple[torch.Tensor, torch.Tensor]:
@@ -146,6 +146,7 @@ class NVFP4Linear(nn.Module):
         Built inside torch.compile's first trace, they would be stored as side effects, and the
         next call would compile the whole model again.
         """
+        self._fp8_scales = None  # also after a load, which copies new values into the same weight object
         weight = self._buffers.get("weight")
         if weight is None or weight.device.type == "meta":
             return
@@ -180,7 +181,6 @@ class NVFP4Linear(nn.Module):
             self.input_scale = None
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys,
                                       unexpected_keys, error_msgs)
-        self._fp8_scales = None  # the buffers were copied into, so the same weight object has new values
         self._prepare_caches()
 
     def _apply(self, fn, recurse=True):
