@@ -9,7 +9,10 @@ as they are and what it saves reads back in ModelOpt-aware tools:
     input_scale     float32 []               optional, calibrated activation scale (used by activation="nvfp4")
     bias            [out]                    optional, unquantized
 
-Two settings choose how it computes, not what it stores: ``activation`` (None: W4A16, "fp8":
+With ``activation="fp8"`` it also holds the weight's FP8 scales (``fp8_multipliers``,
+``fp8_column_scale``: float32 buffers, not saved).
+
+Two settings choose how it computes, not what it saves: ``activation`` (None: W4A16, "fp8":
 W4A8 on FP8 tensor cores, "nvfp4": Blackwell W4A4 emulation; see ``nvfp4_linear``) and ``gelu``
 (GELU-tanh fused into the GEMM's epilogue). :class:`FP8Linear` instead keeps the weight
 converted to FP8 once (``resident="fp8"``).
@@ -56,7 +59,9 @@ class NVFP4Linear(nn.Module):
         self.out_features = out_features
         self.gelu = gelu
         self._nvfp4_weight: NVFP4Weight | None = None
-        self._fp8_scales: tuple[NVFP4Weight, tuple[torch.Tensor, torch.Tensor]] | None = None
+        self._fp8_source: NVFP4Weight | None = None
+        for name in _FP8_SCALE_BUFFERS:
+            self.register_buffer(name, None, persistent=False)
         self.activation = activation
         self.register_buffer("weight", torch.zeros(out_features, in_features // 2, dtype=torch.uint8, device=device))
         self.register_buffer(
@@ -134,10 +139,15 @@ class NVFP4Linear(nn.Module):
         self._prepare_caches()
 
     def _fp8_scales_of(self, weight: NVFP4Weight) -> tuple[torch.Tensor, torch.Tensor]:
-        """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight."""
-        if self._fp8_scales is None or self._fp8_scales[0] is not weight:
-            self._fp8_scales = (weight, fp8.weight_scales(weight))
-        return self._fp8_scales[1]
+        """The weight's FP8 row multipliers and column scales (``activation="fp8"``), computed once per weight.
+
+        They are kept as non-persistent buffers, so that torch.compile treats them like the weight
+        (static inputs of a CUDA graph, cheap guards) and device moves carry them.
+        """
+        if self._fp8_source is not weight:
+            self.fp8_multipliers, self.fp8_column_scale = fp8.weight_scales(weight)
+            self._fp8_source = weight
+        return self._buffers["fp8_multipliers"], self._buffers["fp8_column_scale"]
 
     def _prepare_caches(self) -> None:
         """Build the weight's :class:`NVFP4Weight` (and in FP8 mode its FP8 scales) when the weight
@@ -146,8 +156,11 @@ class NVFP4Linear(nn.Module):
         Built inside torch.compile's first trace, they would be stored as side effects, and the
         next call would compile the whole model again.
         """
-        self._fp8_scales = None  # also after a load, which copies new values into the same weight object
+        self._fp8_source = None  # also after a load, which copies new values into the same weight object
         weight = self._buffers.get("weight")
+        if self._activation != "fp8" or weight is None or weight.device.type == "meta":
+            for name in _FP8_SCALE_BUFFERS:
+                self._buffers[name] = None
         if weight is None or weight.device.type == "meta":
             return
         nvfp4 = self.nvfp4_weight
@@ -155,10 +168,17 @@ class NVFP4Linear(nn.Module):
             self._fp8_scales_of(nvfp4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.nvfp4_weight
+        if torch.compiler.is_compiling():
+            # The buffers themselves, not the caches: a cache reaches the same tensors by a second
+            # path, and dynamo then checks each layer with Python identity guards on every call.
+            weight = NVFP4Weight(self.weight, self.weight_scale, self.weight_scale_2,
+                                 (self.out_features, self.in_features))
+            fp8_scales = (self.fp8_multipliers, self.fp8_column_scale)
+        else:
+            weight = self.nvfp4_weight
+            fp8_scales = self._fp8_scales_of(weight) if self.activation == "fp8" else None
         if self.activation == "fp8":
-            return nvfp4_linear(x, weight, self.bias, activation="fp8", gelu=self.gelu,
-                                fp8_scales=self._fp8_scales_of(weight))
+            return nvfp4_linear(x, weight, self.bias, activation="fp8", gelu=self.gelu, fp8_scales=fp8_scales)
         return nvfp4_linear(x, weight, self.bias, activation=self.activation,
                             input_scale=self._buffers["input_scale"], gelu=self.gelu)
 
@@ -186,12 +206,14 @@ class NVFP4Linear(nn.Module):
     def _apply(self, fn, recurse=True):
         # module.to(dtype) / .half() would cast the e4m3 scales and the fp32 global scale
         # (float8 counts as floating point). Quantized buffers follow device moves only.
-        _apply_keeping_dtypes(self, super()._apply, fn, recurse, _QUANT_BUFFERS)
+        _apply_keeping_dtypes(self, super()._apply, fn, recurse, _QUANT_BUFFERS + _FP8_SCALE_BUFFERS)
         self._prepare_caches()
         return self
 
 
 _QUANT_BUFFERS = ("weight", "weight_scale", "weight_scale_2", "input_scale")
+_FP8_SCALE_BUFFERS = ("fp8_multipliers", "fp8_column_scale")
+"""Non-persistent: ``activation="fp8"``'s ``fp8.weight_scales`` of the weight, None in other modes."""
 
 
 def _apply_keeping_dtypes(module: nn.Module, apply, fn, recurse: bool, names: tuple[str, ...]) -> nn.Module:
@@ -269,7 +291,10 @@ class FP8Linear(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fp8_input(x, self)
         inside, after = fp8_gelu_placement(self.gelu)
-        y = call_op(_fp8_linear, x, *self._op_views(), self.bias, inside, *graph_quantized_rows(x))
+        # Compiled: views of the buffers themselves, not the cached ones (see NVFP4Linear.forward).
+        views = (self.weight.view(torch.uint8), self.weight_scale.view(1, -1)) if torch.compiler.is_compiling() \
+            else self._op_views()
+        y = call_op(_fp8_linear, x, *views, self.bias, inside, *graph_quantized_rows(x))
         return nn.functional.gelu(y, approximate="tanh") if after else y
 
     def _op_views(self) -> tuple[torch.Tensor, torch.Tensor]:

@@ -180,6 +180,43 @@ def test_a_fresh_layer_compiles_once(how, mode, device):
     assert len(compilations) == 1
 
 
+@pytest.mark.parametrize("mode", [None, "fp8", "resident fp8"])
+def test_compiled_layer_reads_only_its_own_parameters_and_buffers(mode, device):
+    """Compiled, a layer's graph takes x and the layer's registered tensors, reached as such.
+
+    Reached through a cache instead (the ``NVFP4Weight``, a tuple of FP8 scales or views), the
+    same tensors make dynamo guard each layer with Python identity checks on every call: on an
+    H200 that cost a compiled FLUX step 3.2-3.3 ms of host time (bench/RESULTS.md, session 7).
+    """
+    sources = []
+
+    def recording_backend(gm, example_inputs):
+        sources.extend(node.meta["grapharg"].source.name for node in gm.graph.nodes if node.op == "placeholder")
+        return gm.forward
+
+    layer = _built("from_linear", mode, device)
+    torch._dynamo.reset()
+    with torch.no_grad():
+        torch.compile(layer, backend=recording_backend, fullgraph=True)(
+            torch.randn(130, 64, dtype=torch.bfloat16, device=device))
+    own = {f"L['self']._buffers['{name}']" for name, _ in layer.named_buffers()}
+    own |= {f"L['self']._parameters['{name}']" for name, _ in layer.named_parameters()}
+    assert set(sources) - own == {"L['x']"}
+
+
+def test_fp8_scales_stay_out_of_the_state_dict_and_keep_float32(linear, device):
+    """``activation="fp8"`` keeps its weight scales as buffers (for torch.compile) but saves only
+    ModelOpt's tensors, and a dtype cast leaves the scales in float32."""
+    layer = NVFP4Linear.from_linear(linear).to(device)
+    plain = set(layer.state_dict())
+    layer.activation = "fp8"
+    assert set(layer.state_dict()) == plain
+    layer.half()
+    assert layer.fp8_multipliers.dtype == layer.fp8_column_scale.dtype == torch.float32
+    layer.activation = None
+    assert layer.fp8_multipliers is None and layer.fp8_column_scale is None
+
+
 def test_fp8_mode_follows_weights_loaded_after_a_forward(device, monkeypatch):
     from nvfp4_triton import Fp8Config, gemm
 
