@@ -29,7 +29,9 @@ _MAX_EXPONENT = 30
 def quantize_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token FP8 quantization of ``x[M, K]``: ``(q float8_e4m3fn [M, K], scale float32 [M, 1])``."""
     xf = x.float()
-    scale = xf.abs().amax(dim=-1, keepdim=True) / E4M3_MAX
+    # Divided by a tensor: by a Python number, CUDA torch multiplies by its reciprocal instead, which
+    # can differ in the last bit from the division that the CPU and the kernel do.
+    scale = xf.abs().amax(dim=-1, keepdim=True) / xf.new_full((), E4M3_MAX)
     scale = torch.where(scale == 0, torch.ones_like(scale), scale)
     q = (xf * (1.0 / scale)).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
     return q, scale

@@ -79,12 +79,17 @@ def test_inductor_compiles_a_model_without_graph_breaks():
     torch.testing.assert_close(compiled, eager, rtol=1e-2, atol=1e-2)
 
 
-def test_inductor_fp8_mode_quantizes_in_the_graph_like_eager():
+def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager():
     """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses,
-    and applies GELU in the graph; the result must still be eager's up to a few FP8 rounding flips."""
+    and applies GELU in the graph; the block must stay as close to exact NVFP4 math as eager is.
+
+    Not bitwise: inductor's norm and GELU round differently in bf16, and each difference can flip an
+    FP8 rounding (measured on an H200: compiled and eager 1.5e-2 apart, each about 3e-2 from exact).
+    """
     from nvfp4_triton.fusion import fuse_gelu
 
     torch._dynamo.reset()
+    torch.manual_seed(0)
     block = torch.nn.Module()
     block.proj_mlp = NVFP4Linear.from_linear(torch.nn.Linear(1024, 3072, dtype=torch.bfloat16, device="cuda"))
     block.act_mlp = torch.nn.GELU(approximate="tanh")
@@ -98,8 +103,21 @@ def test_inductor_fp8_mode_quantizes_in_the_graph_like_eager():
     with torch.no_grad():
         eager = block(x)
         compiled = torch.compile(block.forward, fullgraph=True)(x)
-    # FP8 mode is 3.4e-2 from exact NVFP4; inductor's norm and quantization may flip a few roundings
-    assert float((compiled.float() - eager.float()).norm() / eager.float().norm()) < 1e-2
+
+    def exact(layer, h):
+        return h @ layer.nvfp4_weight.dequantize(torch.float64).T + layer.bias.double()
+
+    with torch.no_grad():
+        xd = x.double()
+        h = torch.nn.functional.layer_norm(xd, (1024,), block.norm.weight.double(), block.norm.bias.double())
+        ref = exact(block.proj_out, torch.cat([xd, torch.nn.functional.gelu(exact(block.proj_mlp, h),
+                                                                             approximate="tanh")], dim=-1))
+
+    def error(y):
+        return float((y.double() - ref).norm() / ref.norm())
+
+    assert error(eager) < 6e-2  # FP8 activations and weights, two layers deep
+    assert error(compiled) < 1.2 * error(eager)
 
 
 @pytest.mark.parametrize("activation", [None, "fp8"])

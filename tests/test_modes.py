@@ -164,9 +164,9 @@ def test_fp8_row_quant_kernel_matches_reference(device, seed, m, k_blocks, dtype
     if zero_rows:
         x[::3] = 0
     q, scale = quantize_rows_fp8(x.to(device))
-    ref_q, ref_scale = fp8.quantize_rows(x)
-    assert torch.equal(scale.cpu(), ref_scale)
-    assert torch.equal(q.cpu().view(torch.uint8), ref_q.view(torch.uint8))
+    for ref_q, ref_scale in (fp8.quantize_rows(x), fp8.quantize_rows(x.to(device))):  # the reference on either device
+        assert torch.equal(scale.cpu(), ref_scale.cpu())
+        assert torch.equal(q.cpu().view(torch.uint8), ref_q.cpu().view(torch.uint8))
 
 
 def test_fp8_row_quant_kernel_sweeps_rows_too_long_for_one_tile(device):
@@ -230,6 +230,7 @@ def test_w4a8_gemm_takes_rows_quantized_by_the_caller(device):
     mult, column = fp8.weight_scales(q)
     config = Fp8Config(fast_accum=False)
     xq, row_scale = fp8.quantize_rows(x)
+    assert torch.equal(row_scale, quantize_rows_fp8(x)[1])  # the same rows the GEMM's own quantizer makes
     own = w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, mult, column, None, config=config)
     given = w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, mult, column, None, config=config,
                       quantized=(xq, row_scale))
