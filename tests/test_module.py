@@ -191,7 +191,10 @@ def test_compiled_layer_reads_only_its_own_parameters_and_buffers(mode, device):
     sources = []
 
     def recording_backend(gm, example_inputs):
-        sources.extend(node.meta["grapharg"].source.name for node in gm.graph.nodes if node.op == "placeholder")
+        for node in gm.graph.nodes:
+            if node.op == "placeholder":
+                name = node.meta["grapharg"].source.name
+                sources.append(name() if callable(name) else name)  # a method in older torch, a property in newer
         return gm.forward
 
     layer = _built("from_linear", mode, device)
@@ -199,9 +202,11 @@ def test_compiled_layer_reads_only_its_own_parameters_and_buffers(mode, device):
     with torch.no_grad():
         torch.compile(layer, backend=recording_backend, fullgraph=True)(
             torch.randn(130, 64, dtype=torch.bfloat16, device=device))
-    own = {f"L['self']._buffers['{name}']" for name, _ in layer.named_buffers()}
-    own |= {f"L['self']._parameters['{name}']" for name, _ in layer.named_parameters()}
-    assert set(sources) - own == {"L['x']"}
+    # Compared by suffix: what the root is called (the module, the frame's local) varies across torch versions.
+    own = [f"._buffers['{name}']" for name, _ in layer.named_buffers()]
+    own += [f"._parameters['{name}']" for name, _ in layer.named_parameters()]
+    others = [source for source in sources if not source.endswith(tuple(own))]
+    assert len(others) == 1 and others[0].endswith("['x']"), others
 
 
 def test_fp8_scales_stay_out_of_the_state_dict_and_keep_float32(linear, device):
