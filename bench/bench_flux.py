@@ -15,8 +15,9 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
 - the CUDA time split of one forward, eager and compiled (torch.profiler): cuBLAS GEMMs, our
   Triton kernels, attention, everything else, and the heaviest kernels by name. Its sum
   ("GPU-busy") below the step time means the GPU sat idle part of the step: waiting on the host
-  (Python and kernel-launch overhead), or, under CUDA graphs, at kernel boundaries. The same
-  profile gives the idle time between kernels ("idle ms") and the kernel pairs it falls between;
+  (Python and kernel launches; under CUDA graphs, dynamo's guards before the replay), or at
+  kernel boundaries. The same profile gives the idle time between kernels ("idle ms") and the
+  kernel pairs it falls between;
 - the host time of a step (until the forward returns, before the GPU is waited for), and with
   ``--host-profile`` a cProfile table of one eager forward.
 
@@ -217,8 +218,8 @@ def cuda_time_split(fn, args: dict, top: int = 40) -> tuple[dict[str, float], li
 
 def idle_gaps(spans: list[tuple[float, float, str]], top: int = 12) -> dict:
     """Where the GPU sat idle between kernels: total ms, and the ``top`` (kernel before, kernel after)
-    pairs by idle ms, from (start us, end us, name) spans. Under CUDA graphs the host is out of the
-    way, so idle time there is the cost of the kernel boundaries themselves."""
+    pairs by idle ms, from (start us, end us, name) spans. Time before the first kernel is not
+    counted: under CUDA graphs, that is where the host's work before the replay shows."""
     pairs: dict[tuple[str, str], list[float]] = {}
     busy_until, before = None, ""
     for start, end, name in sorted(spans):

@@ -10,7 +10,7 @@ Two patterns of diffusers' transformers are recognised, both visible in the modu
 
 On the FP8 paths (``activation="fp8"``, ``FP8Linear``) cuBLAS has no GELU epilogue: GELU runs
 right after the GEMM in eager mode, and under torch.compile as a graph op that inductor may fuse
-into the next kernel (``ops.fp8_gelu_placement``).
+into the next kernel (``ops.call_fp8_op``).
 
 :func:`fuse_qkv` concatenates an attention block's q, k and v projections (and its text stream's,
 FLUX's ``add_q/k/v_proj``) into one layer each, and switches the block to diffusers' own fused

@@ -25,8 +25,7 @@ from torch import nn
 
 from . import fp8
 from . import format as fmt
-from .ops import (ACTIVATIONS, _fp8_linear, call_op, check_no_grad, fp8_gelu_placement, graph_quantized_rows,
-                  nvfp4_linear)
+from .ops import ACTIVATIONS, _fp8_linear, call_fp8_op, check_no_grad, nvfp4_linear
 from .weight import NVFP4Weight, quantize
 
 
@@ -157,10 +156,9 @@ class NVFP4Linear(nn.Module):
         next call would compile the whole model again.
         """
         self._fp8_source = None  # also after a load, which copies new values into the same weight object
+        for name in _FP8_SCALE_BUFFERS:
+            self._buffers[name] = None
         weight = self._buffers.get("weight")
-        if self._activation != "fp8" or weight is None or weight.device.type == "meta":
-            for name in _FP8_SCALE_BUFFERS:
-                self._buffers[name] = None
         if weight is None or weight.device.type == "meta":
             return
         nvfp4 = self.nvfp4_weight
@@ -290,12 +288,10 @@ class FP8Linear(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         _check_fp8_input(x, self)
-        inside, after = fp8_gelu_placement(self.gelu)
         # Compiled: views of the buffers themselves, not the cached ones (see NVFP4Linear.forward).
         views = (self.weight.view(torch.uint8), self.weight_scale.view(1, -1)) if torch.compiler.is_compiling() \
             else self._op_views()
-        y = call_op(_fp8_linear, x, *views, self.bias, inside, *graph_quantized_rows(x))
-        return nn.functional.gelu(y, approximate="tanh") if after else y
+        return call_fp8_op(_fp8_linear, x, *views, self.bias, gelu=self.gelu)
 
     def _op_views(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weight as uint8 bits and its scale as ``[1, N]``, as the op takes them.

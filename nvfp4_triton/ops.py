@@ -82,7 +82,7 @@ def _fp8_linear_impl(
 
 
 def _given_rows(xq_bits: torch.Tensor | None, row_scale: torch.Tensor | None) -> tuple | None:
-    """The FP8 ops' optional pre-quantized x (see ``graph_quantized_rows``), as the GEMMs take it."""
+    """The FP8 ops' optional pre-quantized x (see ``call_fp8_op``), as the GEMMs take it."""
     return (xq_bits.view(torch.float8_e4m3fn), row_scale) if xq_bits is not None else None
 
 
@@ -191,38 +191,28 @@ def nvfp4_linear(
         return call_op(_w4a4_linear, x, weight.packed, bits, weight.global_scale, input_scale, bias, gelu)
     if activation == "fp8":
         multipliers, column_scale = fp8_scales if fp8_scales is not None else fp8.weight_scales(weight)
-        inside, after = fp8_gelu_placement(gelu)
-        y = call_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, inside,
-                    *graph_quantized_rows(x))
-        return torch.nn.functional.gelu(y, approximate="tanh") if after else y
+        return call_fp8_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias,
+                           gelu=gelu)
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
 
 
-def graph_quantized_rows(x: torch.Tensor) -> tuple[torch.Tensor, ...]:
-    """While torch.compile traces: x's rows quantized to E4M3 by graph ops (``fp8.quantize_rows``), as
-    the FP8 ops' optional ``(xq_bits, row_scale)``; otherwise ``()``, and the op quantizes x itself.
+def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
+    """Run an FP8-path op (``w4a8_linear``, ``fp8_linear``; ``args`` up to its bias) with its GELU.
 
-    In the graph, inductor can fuse the quantization into the kernel that produced x (a norm, a
-    GELU, a concatenation) and compute it once for layers that share x (q, k, v), where our
-    quantizer would read x again for every layer.
+    In eager mode the op quantizes x itself and applies GELU right after its GEMM (cuBLAS's FP8
+    GEMM, ``torch._scaled_mm``, has no GELU epilogue). While torch.compile traces, both move into
+    the graph: x's rows are quantized by graph ops (``fp8.quantize_rows``), which inductor can fuse
+    into the kernel that produced x (a norm, a GELU, a concatenation) and compute once for layers
+    that share x (q, k, v); and GELU becomes a graph op that inductor can fuse into whatever reads
+    the output next (in FLUX's single blocks, the concatenation before ``proj_out``). Shapes where
+    the op runs a W4A16 kernel (small M), whose epilogue would have applied GELU for free, then pay
+    a small separate GELU.
     """
     if not torch.compiler.is_compiling():
-        return ()
+        return call_op(op, x, *args, gelu)
     xq, row_scale = fp8.quantize_rows(_rows(x))
-    return xq.view(torch.uint8), row_scale
-
-
-def fp8_gelu_placement(gelu: bool) -> tuple[bool, bool]:
-    """Where an FP8-path layer applies its GELU: ``(inside the op, as a graph op after it)``.
-
-    cuBLAS's FP8 GEMM (``torch._scaled_mm``) has no GELU epilogue, so inside the op GELU is a
-    kernel of its own. While torch.compile traces, the GELU goes into the graph instead: it costs
-    no more there, and inductor can fuse it into whatever reads the output next (in FLUX's single
-    blocks, the concatenation before ``proj_out``). Shapes where the op runs a W4A16 kernel (small
-    M), whose epilogue would have applied GELU for free, then pay a small separate GELU.
-    """
-    after = gelu and torch.compiler.is_compiling()
-    return gelu and not after, after
+    y = op(x, *args, False, xq.view(torch.uint8), row_scale)
+    return torch.nn.functional.gelu(y, approximate="tanh") if gelu else y
 
 
 RESIDENTS = (None, "fp8")

@@ -28,7 +28,7 @@ from torch._inductor.utils import run_and_get_code
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 from nvfp4_triton import NVFP4Linear, Fp8Config, gemm  # noqa: E402
 from nvfp4_triton.fusion import fuse_gelu  # noqa: E402
-from nvfp4_triton import ops  # noqa: E402
+from nvfp4_triton import fp8  # noqa: E402
 from nvfp4_triton.autotune import m_bucket  # noqa: E402
 
 TOKENS, DIM, HEADS, HEAD_DIM = 4608, 3072, 24, 128
@@ -57,13 +57,12 @@ def rows_forward(self, x):
     """NVFP4Linear.forward in fp8 mode with the experimental op while compiling (eager: the library's)."""
     if not torch.compiler.is_compiling():
         return NVFP4Linear.forward(self, x)
-    xq_bits, row_scale = ops.graph_quantized_rows(x)
-    inside, after = ops.fp8_gelu_placement(self.gelu)
-    y = torch.ops.fp8_graph_s7.w4a8_rows(xq_bits, row_scale, self.weight, self.weight_scale.view(torch.uint8),
-                                         self.weight_scale_2, self.fp8_multipliers, self.fp8_column_scale,
-                                         self.bias, inside)
+    xq, row_scale = fp8.quantize_rows(x.reshape(-1, x.shape[-1]))  # as ops.call_fp8_op does while compiling
+    y = torch.ops.fp8_graph_s7.w4a8_rows(xq.view(torch.uint8), row_scale, self.weight,
+                                         self.weight_scale.view(torch.uint8), self.weight_scale_2,
+                                         self.fp8_multipliers, self.fp8_column_scale, self.bias, False)
     y = y.reshape(*x.shape[:-1], y.shape[-1])
-    return torch.nn.functional.gelu(y, approximate="tanh") if after else y
+    return torch.nn.functional.gelu(y, approximate="tanh") if self.gelu else y
 
 
 def block(variant):
