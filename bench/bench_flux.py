@@ -136,6 +136,15 @@ def convert(model: torch.nn.Module, recipe: str, activation=None, resident=None,
     return model
 
 
+def build_variant(name: str, args: dict, fuse_qkv: bool = False) -> torch.nn.Module:
+    """The full-size transformer with random weights, converted as ``VARIANTS[name]`` says."""
+    model = build_bf16()
+    if fuse_qkv:
+        fuse_bf16_qkv(model)
+    spec = VARIANTS[name]
+    return model if spec is None else convert(model, args=args, **spec)
+
+
 def weight_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
@@ -235,13 +244,8 @@ def idle_gaps(spans: list[tuple[float, float, str]], top: int = 12) -> dict:
 
 def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
     """Time one variant eager (and compiled), then profile each: the profiler slows later launches."""
-    spec = VARIANTS[name]
     t0 = time.perf_counter()
-    model = build_bf16()
-    if opts.fuse_qkv:
-        fuse_bf16_qkv(model)
-    if spec is not None:
-        model = convert(model, args=args, **spec)
+    model = build_variant(name, args, opts.fuse_qkv)
     build_s = time.perf_counter() - t0
     torch.cuda.synchronize()
     rows, fns = [], []

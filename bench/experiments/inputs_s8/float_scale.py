@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 from torch._inductor.runtime import triton_heuristics  # noqa: E402
 
-from bench_flux import VARIANTS, build_bf16, convert, inputs, time_forward  # noqa: E402
+from bench_flux import build_variant, inputs, time_forward  # noqa: E402
 from nvfp4_triton import NVFP4Linear, ops  # noqa: E402
 
 _SCALARS: dict[tuple[float, torch.device], torch.Tensor] = {}
@@ -92,9 +92,7 @@ def main():
     library_forward = NVFP4Linear.forward
     base = None
     for name in sys.argv[1:] or ["bf16", "w4a16", "w4a16-float", "w4a16-float-e4m3"]:
-        model = build_bf16()
-        if name != "bf16":
-            model = convert(model, args=args, **VARIANTS["w4a16"])
+        model = build_variant("bf16" if name == "bf16" else "w4a16", args)
         for layer in model.modules():
             if isinstance(layer, NVFP4Linear):
                 layer.global_scale_value = float(layer.weight_scale_2)

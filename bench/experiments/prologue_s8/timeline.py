@@ -16,7 +16,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 from torch.profiler import ProfilerActivity, profile  # noqa: E402
 
-from bench_flux import VARIANTS, build_bf16, convert, inputs, time_forward  # noqa: E402
+from bench_flux import build_variant, inputs, time_forward  # noqa: E402
 
 WINDOWS_MS = (5, 10, 20, 40, float("inf"))
 
@@ -51,9 +51,7 @@ def profiled_step(fn, args) -> tuple[float, list[float]]:
 def main():
     args = inputs((1024, 1024), 1)
     for name in sys.argv[1:] or ["bf16", "w4a16"]:
-        model = build_bf16()
-        if VARIANTS[name] is not None:
-            model = convert(model, args=args, **VARIANTS[name])
+        model = build_variant(name, args)
         for asserts in (True, False):
             torch._dynamo.reset()
             fn = torch.compile(model)

@@ -21,7 +21,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 import torch  # noqa: E402
 from torch._inductor.runtime import triton_heuristics  # noqa: E402
 
-from bench_flux import VARIANTS, build_bf16, convert, inputs  # noqa: E402
+from bench_flux import build_variant, inputs  # noqa: E402
 
 FIRST = [None]
 _run = triton_heuristics.CachingAutotuner.run
@@ -59,9 +59,7 @@ def steps(fn, args, runs=10):
 def main():
     args = inputs((1024, 1024), 1)
     for name in sys.argv[1:] or ["bf16", "w4a16"]:
-        model = build_bf16()
-        if VARIANTS[name] is not None:
-            model = convert(model, args=args, **VARIANTS[name])
+        model = build_variant(name, args)
         torch._dynamo.reset()
         fn = torch.compile(model)
         with torch.no_grad():
