@@ -362,8 +362,7 @@ def main() -> int:
 def report(rows: list[dict]) -> None:
     base = {r["compiled"]: r["step_ms"] for r in rows if r["variant"] == "bf16"}
     print(f"{'variant':14} {'mode':15} {'step ms':>8} {'vs bf16':>8} {'loop ms':>8} {'host ms':>8} {'GPU-busy ms':>11} "
-          f"{'idle ms':>8} "
-          f"{'weights GiB':>12} {'peak GiB':>9} {'rel L2':>7} {'cosine':>7} {'breaks':>6}")
+          f"{'idle ms':>8} {'weights GiB':>12} {'peak GiB':>9} {'rel L2':>7} {'cosine':>7} {'breaks':>6}")
     for r in rows:
         speed = f"{base[r['compiled']] / r['step_ms']:8.3f}" if r["compiled"] in base else f"{'':8}"
         busy = sum(r["cuda_ms_split"].values()) if "cuda_ms_split" in r else float("nan")

@@ -201,9 +201,10 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
 
     In eager mode the op quantizes x itself and applies GELU right after its GEMM (cuBLAS's FP8
     GEMM, ``torch._scaled_mm``, has no GELU epilogue). While torch.compile traces, both move into
-    the graph: x's rows are quantized by graph ops (``fp8.quantize_rows``), which inductor can fuse
-    into the kernel that produced x (a norm, a GELU, a concatenation) and compute once for layers
-    that share x (q, k, v); and GELU becomes a graph op that inductor can fuse into whatever reads
+    the graph: x's rows are quantized by graph ops (``fp8.quantize_rows``), which inductor fuses
+    into the kernel that produced x (a norm, a GELU, a concatenation). Layers that share x (q, k, v)
+    still each get their own copy of the rows: nothing in the graph says the quantizations are the
+    same (bench/RESULTS.md, session 8). GELU becomes a graph op that inductor can fuse into whatever reads
     the output next (in FLUX's single blocks, the concatenation before ``proj_out``). Shapes where
     the op runs a W4A16 kernel (small M), whose epilogue would have applied GELU for free, then pay
     a small separate GELU.

@@ -15,15 +15,15 @@ the back-to-back "loop" time and the host time to the first Triton launch.
     PYTHONPATH=. python3 bench/experiments/inputs_s8/float_scale.py bf16 w4a16 w4a16-float w4a16-float-e4m3
 """
 import sys
-import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+HERE = Path(__file__).resolve()
+sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1] / "startup_s8")]
 import torch  # noqa: E402
-from torch._inductor.runtime import triton_heuristics  # noqa: E402
 
 from bench_flux import build_variant, inputs, time_forward  # noqa: E402
 from nvfp4_triton import NVFP4Linear, ops  # noqa: E402
+from startup import steps  # noqa: E402  (times the first-kernel delay, host and step; patches inductor's launcher)
 
 _SCALARS: dict[tuple[float, torch.device], torch.Tensor] = {}
 
@@ -61,32 +61,6 @@ def patched_forward(e4m3: bool):
     return forward
 
 
-FIRST = [None]
-_run = triton_heuristics.CachingAutotuner.run
-
-
-def _stamped_run(self, *args, **kwargs):
-    if FIRST[0] is None:
-        FIRST[0] = time.perf_counter()
-    return _run(self, *args, **kwargs)
-
-
-def startup_ms(fn, args, runs=10) -> float:
-    """Median host ms from the call to the first Triton launch, the GPU idle before each call."""
-    triton_heuristics.CachingAutotuner.run = _stamped_run
-    times = []
-    with torch.no_grad():
-        for _ in range(runs):
-            torch.cuda.synchronize()
-            FIRST[0] = None
-            t0 = time.perf_counter()
-            fn(**args, return_dict=False)
-            times.append((FIRST[0] - t0) * 1e3)
-            torch.cuda.synchronize()
-    triton_heuristics.CachingAutotuner.run = _run
-    return sorted(times)[len(times) // 2]
-
-
 def main():
     args = inputs((1024, 1024), 1)
     library_forward = NVFP4Linear.forward
@@ -99,13 +73,11 @@ def main():
         NVFP4Linear.forward = patched_forward(name.endswith("e4m3")) if "float" in name else library_forward
         torch._dynamo.reset()
         fn = torch.compile(model)
-        step, host, loop, out = time_forward(fn, args, runs=10)
-        first = startup_ms(fn, args)
+        _, _, loop, out = time_forward(fn, args, runs=10)  # compiles, warms up, then times steps back to back
         if name == "w4a16":
             base = out.float()
         err = float((out.float() - base).norm() / base.norm()) if base is not None and name != "w4a16" else 0.0
-        print(f"{name:18} step {step:6.1f} ms, host {host:5.1f}, loop {loop:6.1f}, first kernel after {first:5.2f} ms, "
-              f"rel L2 from w4a16 {err:.1e}", flush=True)
+        print(f"{name:18} {steps(fn, args)}, loop {loop:6.1f} ms, rel L2 from w4a16 {err:.1e}", flush=True)
         NVFP4Linear.forward = library_forward
         del model, fn, out
         torch.cuda.empty_cache()
