@@ -33,18 +33,19 @@ def child(shapes: list[tuple[int, int, int]], started: float) -> dict:
 
     from nvfp4_triton import nvfp4_linear
     from nvfp4_triton.gemm import tuner
-    from nvfp4_triton.prewarm import _random_weight, count_compilations
+    from nvfp4_triton.prewarm import count_compilations
+    from nvfp4_triton.weight import random_weight
 
     torch.zeros(1, device="cuda")
     ready = time.time()
     # torch's first call of any custom op imports its dispatch machinery (dynamo, sympy: seconds
     # where .pyc files are missing). An empty batch pays that without launching a kernel.
-    w0 = _random_weight(16, 32, "cuda")
+    w0 = random_weight(16, 32, "cuda")
     nvfp4_linear(torch.empty(0, 32, device="cuda", dtype=torch.bfloat16), w0)
     op_ready = time.time()
     inputs = []
     for m, n, k in shapes:  # build inputs first, so set-up time counts only the kernels
-        inputs.append((torch.randn(m, k, device="cuda", dtype=torch.bfloat16), _random_weight(n, k, "cuda"),
+        inputs.append((torch.randn(m, k, device="cuda", dtype=torch.bfloat16), random_weight(n, k, "cuda"),
                        torch.randn(n, device="cuda", dtype=torch.bfloat16)))
     torch.cuda.synchronize()
     per_shape = []

@@ -22,12 +22,14 @@ import torch
 from . import scratch
 from .autotune import (FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, check_agreement, compile_scope,
                        m_bucket)
+from .cache.keys import kernel_source_hash
 from .act_quant import quantize_rows_fp8
-from .launch import Kernel, cdiv, interpreter_active
+from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
 from .kernels._w4a16_gemv import w4a16_gemv_kernel
 from .tiling import Fp8Config, GemmConfig, GemvConfig, TwoPassConfig, default_config, default_fp8_config
+from .weight import random_weight
 
 tuner = Tuner("w4a16_gemm")
 fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8 vs W4A16: ~3.4e-2 apart
@@ -46,6 +48,44 @@ def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
     return out
 
 
+def tuning_key(device: torch.device, dtype: torch.dtype, m: int, n: int, k: int, has_bias: bool) -> tuple:
+    """What a tuned config is remembered by (see ``Tuner.lookup``)."""
+    return device.index, dtype, m_bucket(m), n, k, has_bias
+
+
+_planned: dict[str, GemmConfig] = {}
+
+
+def plan_w4a16(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
+               bias_dtype: torch.dtype | None) -> str:
+    """Name the W4A16 config an ``(m, n, k)`` GEMM will run with (tuned now on random data if new).
+
+    torch.compile bakes the name into its graph as a constant (``ops.w4a16_linear_inline``), and
+    torch caches what a graph compiles to under a key that includes its constants. So the name
+    says all that decides the traced launches: the config, whether the scratch limit admits
+    two-pass, and the kernel sources. ``planned_config(name)`` gives the config back.
+    Tuning needs real inputs of the shape: torch.compile traces with tensors that have no values.
+    """
+    key = tuning_key(device, dtype, m, n, k, bias_dtype is not None)
+    if tuner.lookup(key) is None:
+        weight = random_weight(n, k, device)
+        bias = None if bias_dtype is None else torch.randn(n, device=device, dtype=bias_dtype)
+        w4a16_gemm(torch.randn(m, k, device=device, dtype=dtype), weight.packed, weight.scale_bits,
+                   weight.global_scale, bias)
+    config = tuner.lookup(key)
+    name = f"{config!r} scratch={scratch.admits(n, k, dtype)} kernels={kernel_source_hash()}"
+    _planned[name] = config
+    return name
+
+
+def planned_config(name: str) -> GemmConfig:
+    """The config that ``plan_w4a16`` named in this process."""
+    try:
+        return _planned[name]
+    except KeyError:
+        raise RuntimeError(f"nvfp4_triton: no W4A16 plan named {name!r} in this process") from None
+
+
 def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, launch, config: GemmConfig | None,
          x: torch.Tensor, n: int, has_bias: bool, out: torch.Tensor | None) -> torch.Tensor:
     """Find the config (given, remembered, or tuned now), launch it and return its output.
@@ -56,7 +96,7 @@ def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, la
     throw-away output.
     """
     m, k = x.shape
-    key = (x.device.index, x.dtype, m_bucket(m), n, k, has_bias)
+    key = tuning_key(x.device, x.dtype, m, n, k, has_bias)
     config = config or which.lookup(key)
     if config is None:
         probe = torch.empty((m, n), dtype=x.dtype, device=x.device)
@@ -134,7 +174,7 @@ def w4a8_gemm(
 
     def launch(cfg: GemmConfig, dst: torch.Tensor | None) -> torch.Tensor:
         if isinstance(cfg, Fp8Config):
-            w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device)
+            w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device, fresh=traced(x))
             if w8 is not None:
                 dequantize_into(w8, packed, scale_bits, multipliers, cfg)
                 return fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst, quantized=quantized)
@@ -193,7 +233,7 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
     m, k = x.shape
     n = packed.shape[0]
     if isinstance(cfg, TwoPassConfig):
-        w = scratch.dense_buffer(n, k, x.dtype, x.device)
+        w = scratch.dense_buffer(n, k, x.dtype, x.device, fresh=traced(x))
         if w is not None:
             dequantize_into(w, packed, scale_bits, global_scale, cfg)
             return _cublas(x, w, bias, out, gelu)

@@ -4,7 +4,8 @@ A FLUX step makes ~500 NVFP4 linear calls, and Triton's ``kernel[grid](...)`` sp
 microseconds of host time in Python on each launch (binding arguments, hashing options, checking
 globals) before its C launcher runs: in eager mode the GPU then waits on the host.
 :class:`Kernel` launches through Triton only the first time per argument layout, and after
-that calls the compiled kernel's launcher directly.
+that calls the compiled kernel's launcher directly. While torch.compile traces a layer
+(``ops.w4a16_linear_inline``), it records the launch for inductor instead.
 """
 
 from __future__ import annotations
@@ -14,6 +15,8 @@ import inspect
 import torch
 import triton
 import triton.language as tl
+from torch._subclasses.fake_tensor import is_fake
+from torch.library import wrap_triton
 from triton import knobs
 
 from .autotune import compile_scope
@@ -28,6 +31,11 @@ def interpreter_active() -> bool:
     A constant decided at import: torch.compile can trace a constant, not an isinstance test on a kernel.
     """
     return _INTERPRETED
+
+
+def traced(t: torch.Tensor) -> bool:
+    """True for a tensor without values, as torch.compile traces with (fake, or functional over fake)."""
+    return type(t) is not torch.Tensor and is_fake(t)
 
 
 def cdiv(a: int, b: int) -> int:
@@ -61,7 +69,8 @@ class Kernel:
     in each argument: see ``_layout``) goes through Triton inside ``compile_scope``, so that a
     compilation lands in nvfp4_triton's cache, and keeps the compiled kernel Triton returns.
     Later launches with that layout call its launcher directly. Under the interpreter every launch
-    goes through Triton.
+    goes through Triton. Tensors without values (torch.compile tracing a ``triton_op``) record the
+    launch in the graph, where inductor's generated code makes it.
     """
 
     def __init__(self, fn) -> None:
@@ -77,6 +86,9 @@ class Kernel:
                  **constexprs) -> None:
         options = {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps,
                                                                         "num_stages": num_stages}
+        if traced(args[0]):
+            wrap_triton(self.fn)[grid](*args, **constexprs, **options)
+            return
         if _INTERPRETED or args[0].device.type != "cuda":
             self.fn[grid](*args, **constexprs, **options)
             return

@@ -5,16 +5,21 @@ traces through it and CUDA graphs can capture it:
 ``torch.ops.nvfp4_triton.w4a16_linear`` (activations as they are), ``w4a8_linear`` (FP8
 activations), ``w4a4_linear`` (NVFP4 activations, Blackwell emulation), and ``fp8_linear``
 (weights converted to FP8 at load time, ``FP8Linear``). The ops are inference-only: they have no
-autograd formula, and the public entry points refuse inputs that require grad.
+autograd formula, and the public entry points refuse inputs that require grad. Experimental:
+``w4a16_linear_inline`` lets torch.compile trace W4A16 layers into its graph (``INLINE_COMPILED``).
 """
 
 from __future__ import annotations
 
+import operator
+import os
+
 import torch
+from torch.utils._python_dispatch import _disable_current_modes
 
 from . import fp8
 from .act_quant import quantize_activation_nvfp4
-from .gemm import fp8_gemm, w4a8_gemm, w4a16_gemm
+from .gemm import fp8_gemm, plan_w4a16, planned_config, w4a8_gemm, w4a16_gemm
 from .launch import interpreter_active
 from .weight import NVFP4Weight
 
@@ -133,14 +138,61 @@ _IMPLS = {_w4a16_linear: _w4a16_linear_impl, _w4a4_linear: _w4a4_linear_impl, _w
           _fp8_linear: _fp8_linear_impl}
 
 
+INLINE_ENV = "NVFP4_TRITON_INLINE_COMPILE"
+INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() == "1" and not interpreter_active()
+"""Experimental, off by default: under torch.compile on a GPU, trace W4A16 layers into the graph
+(``w4a16_linear_inline``) instead of calling the opaque op. Set ``NVFP4_TRITON_INLINE_COMPILE=1``
+before importing nvfp4_triton. Checked on single layers on an H200, not yet timed on FLUX."""
+
+
+@torch.library.triton_op("nvfp4_triton::w4a16_linear_inline", mutates_args=())
+def w4a16_linear_inline(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    block_scale_bits: torch.Tensor,
+    global_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool,
+    plan: str,
+) -> torch.Tensor:
+    """``w4a16_linear`` as torch.compile traces it on a GPU: into the graph, not as an opaque call.
+
+    In a compiled FLUX step the opaque op costs 60-130 us more host time per call than an
+    ``nn.Linear`` (dispatcher, strategy lookup, launches from Python), and the step's speed follows
+    that host time (bench/NOTES.md, session 9). Traced, the config named by ``plan``
+    (``gemm.plan_w4a16``, chosen while dynamo traces) runs as launches in inductor's generated
+    code, and two-pass's cuBLAS GEMM as a graph op like the BF16 model's.
+    """
+    config = planned_config(plan)
+    return _unrows(w4a16_gemm(_rows(x), packed, block_scale_bits, global_scale, bias, config, gelu=gelu), x)
+
+
+@torch.compiler.assume_constant_result
+def _plan(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device, bias_dtype: torch.dtype | None) -> str:
+    """``gemm.plan_w4a16``, run once while dynamo traces, its result a constant of the graph."""
+    with _disable_current_modes():  # tuning needs real tensors, whatever tracing mode is active
+        return plan_w4a16(m, n, k, dtype, device, bias_dtype)
+
+
 def call_op(op, x: torch.Tensor, *args):
     """Run one of the ops above: through torch's dispatcher while tracing, straight to the launcher in eager mode.
 
     The dispatcher exists for torch.compile, export and fake tensors; on plain tensors in eager mode
-    it only adds per-call host time (tens of microseconds, as much as a small GEMM takes).
+    it only adds per-call host time (tens of microseconds, as much as a small GEMM takes). With
+    ``INLINE_COMPILED``, compiled W4A16 layers are traced into the graph instead.
     """
     if type(x) is torch.Tensor and not torch.compiler.is_compiling():
         return _IMPLS[op](x, *args)
+    if op is _w4a16_linear and INLINE_COMPILED and torch.compiler.is_compiling():
+        packed, bias = args[0], args[3]
+        # operator.index specializes a dim compiled as dynamic (dynamo guards on its value): the
+        # config depends on M. Another size then compiles another graph (up to dynamo's
+        # recompile limit, after which the frame runs eagerly).
+        n, k = operator.index(packed.shape[0]), operator.index(x.shape[-1])
+        m = operator.index(x.numel()) // k
+        if m:
+            plan = _plan(m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
+            return w4a16_linear_inline(x, *args, plan)
     return op(x, *args)
 
 

@@ -63,15 +63,6 @@ def count_compilations() -> Iterator[list[int]]:
         knobs.compilation.listener = previous
 
 
-def _random_weight(n: int, k: int, device: torch.device):
-    """Random NVFP4 tensors of the right shapes: tuning needs realistic bits, not a real quantization."""
-    from .weight import NVFP4Weight
-
-    packed = torch.randint(0, 256, (n, k // 2), dtype=torch.uint8, device=device)
-    scale = (torch.rand(n, k // 16, device=device) * 2 + 0.5).to(torch.float8_e4m3fn)
-    return NVFP4Weight(packed, scale, torch.ones((), device=device), (n, k))
-
-
 def _mode_runner(activation: str | None, resident: str | None):
     """(tuner or None, fn(x, weight, bias)) running one GEMM the way the model will in this mode."""
     from . import fp8, gemm
@@ -113,6 +104,7 @@ def prewarm(
     from .cache import cache_root
     from .autotune import Tuner
     from .ops import check_mode
+    from .weight import random_weight
 
     check_mode(activation, resident, "prewarm")
     tuner, run = _mode_runner(activation, resident)
@@ -129,12 +121,12 @@ def prewarm(
     step = 0
     with torch.cuda.device(device), count_compilations() as compiled:
         for m, n, k in shapes:
-            weight = _random_weight(n, k, device)
+            weight = random_weight(n, k, device)
             b = torch.randn(n, device=device, dtype=torch.bfloat16) if bias else None
             for dtype in dtypes:
                 step += 1
                 x = torch.randn(m, k, device=device, dtype=dtype)
-                key = (device.index, dtype, gemm.m_bucket(m), n, k, bias)
+                key = gemm.tuning_key(device, dtype, m, n, k, bias)
                 before = (tuner.stats.tuned, tuner.stats.loaded, compiled[0])
                 known = tuner.lookup(key) is not None
                 t0 = time.perf_counter()

@@ -8,7 +8,10 @@ While a CUDA graph is being captured, each call gets a fresh ``[n, k]`` tensor i
 graph's memory pool, and drops it once its GEMM is enqueued. The allocator hands the freed block
 to the capture's next two-pass call, so a graph's pool holds about one dense weight, and replays
 keep the captured order, which makes that reuse safe. (A buffer of this module would tie every
-graph to memory that eager calls on the same stream may overwrite at any time.)
+graph to memory that eager calls on the same stream may overwrite at any time.) A layer that
+torch.compile traces (``ops.w4a16_linear_inline``) asks for a fresh tensor too: it becomes one of
+inductor's buffers, which the generated code frees after the GEMM. The limit below still decides
+whether two-pass may run there.
 
 The buffers themselves always come from torch's ordinary memory pool, also when the first call
 on a stream is the warm-up run of ``torch.compile(mode="reduce-overhead")``, which sends the
@@ -65,6 +68,11 @@ def _admits(nbytes: int) -> bool:
     return limit is None or nbytes <= limit
 
 
+def admits(n: int, k: int, dtype: torch.dtype) -> bool:
+    """Whether the limit lets a dense ``[n, k]`` weight in ``dtype`` into a buffer."""
+    return _admits(n * k * dtype.itemsize)
+
+
 def scratch_bytes() -> int:
     """Bytes held by all scratch buffers of this process."""
     return sum(b.numel() for b in _buffers.values())
@@ -88,11 +96,11 @@ def _drop(key: tuple) -> None:
         del _views[view_key]
 
 
-def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device) -> torch.Tensor | None:
-    """An ``[n, k]`` view of this stream's buffer (during graph capture, a tensor of the graph's pool),
+def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device, fresh: bool = False) -> torch.Tensor | None:
+    """An ``[n, k]`` view of this stream's buffer (during graph capture, or with ``fresh``: a new tensor),
     or None when the limit forbids it."""
     need = n * k * dtype.itemsize
-    if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+    if fresh or (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
         return torch.empty((n, k), dtype=dtype, device=device) if _admits(need) else None
     if device.type == "cuda":
         index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" alone

@@ -130,6 +130,13 @@ def quantize(weight: torch.Tensor, scale_layout: ScaleLayout = "linear") -> NVFP
     return q.with_scale_layout(scale_layout)
 
 
+def random_weight(n: int, k: int, device: torch.device | str) -> NVFP4Weight:
+    """Random NVFP4 tensors of shape ``(n, k)``: tuning needs realistic bits and shapes, not a real quantization."""
+    packed = torch.randint(0, 256, (n, k // 2), dtype=torch.uint8, device=device)
+    scale = (torch.rand(n, k // fmt.BLOCK_SIZE, device=device) * 2 + 0.5).to(torch.float8_e4m3fn)
+    return NVFP4Weight(packed, scale, torch.ones((), device=device), (n, k))
+
+
 def dequantize(weight: NVFP4Weight, dtype: torch.dtype = torch.float32) -> torch.Tensor:
     """The dense ``[out_features, in_features]`` tensor that ``weight`` encodes, in ``dtype``."""
     return weight.dequantize(dtype)

@@ -79,6 +79,39 @@ def test_inductor_compiles_a_model_without_graph_breaks():
     torch.testing.assert_close(compiled, eager, rtol=1e-2, atol=1e-2)
 
 
+@pytest.mark.parametrize("m, gelu, strategy", [(1, False, "tuned"), (3, True, "tuned"), (512, True, "two-pass"),
+                                               (4096, False, "two-pass"), (512, True, "two-pass, no scratch")])
+def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypatch):
+    """With ``NVFP4_TRITON_INLINE_COMPILE=1``, a compiled W4A16 layer is no opaque call: inductor's
+    generated code launches our kernels itself (two-pass's cuBLAS GEMM as a graph op), without
+    copying the weight, and the output matches eager's. With the scratch limit at 0, two-pass stays
+    off there too, also right after a graph of the same layer was compiled with it on."""
+    from torch._inductor.utils import run_and_get_code
+
+    from nvfp4_triton import TwoPassConfig, gemm, ops, scratch
+
+    monkeypatch.setattr(ops, "INLINE_COMPILED", True)
+    if strategy != "tuned":
+        monkeypatch.setattr(gemm.tuner, "lookup", lambda key: TwoPassConfig())
+    if strategy.endswith("no scratch"):
+        monkeypatch.setattr(scratch, "_override", 0)  # as set_scratch_limit(0) sets it, undone after the test
+    torch._dynamo.reset()
+    layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 1024, dtype=torch.bfloat16, device="cuda"))
+    layer.gelu = gelu
+    x = torch.randn(m, 3072, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        eager = layer(x)
+        compiled, (code,) = run_and_get_code(torch.compile(layer, fullgraph=True), x)
+    assert "torch.ops.nvfp4_triton" not in code  # no opaque call of ours left
+    assert "clone" not in code  # tensors handed to our kernels are not copied first
+    kernels = {name for name in ("nvfp4_dequant_kernel", "w4a16_gemm_kernel", "w4a16_gemv_kernel") if name in code}
+    expected = {"two-pass": {"nvfp4_dequant_kernel"}, "two-pass, no scratch": {"w4a16_gemm_kernel"}}
+    assert len(kernels) == 1 and kernels == expected.get(strategy, kernels), kernels
+    torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
+    assert_matches_reference(compiled, x, layer.nvfp4_weight, layer.bias, gelu=gelu,
+                             rounded_weight=kernels == {"nvfp4_dequant_kernel"})
+
+
 def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager():
     """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses,
     and applies GELU in the graph; the block must stay as close to exact NVFP4 math as eager is.
@@ -165,11 +198,14 @@ def test_two_pass_inside_a_captured_graph(activation, monkeypatch):
         assert torch.equal(static_y, chain(static_x))
 
 
-def test_reduce_overhead_compile_keeps_two_pass(monkeypatch):
+@pytest.mark.parametrize("inline", [False, True])
+def test_reduce_overhead_compile_keeps_two_pass(inline, monkeypatch):
     """``torch.compile(mode="reduce-overhead")`` (inductor's CUDA graphs: warm-up runs in the graphs'
-    memory pool, then capture, then replays) runs two-pass throughout and matches eager."""
-    from nvfp4_triton import TwoPassConfig, gemm
+    memory pool, then capture, then replays) runs two-pass throughout and matches eager, with the
+    opaque op and with W4A16 traced into the graph."""
+    from nvfp4_triton import TwoPassConfig, gemm, ops
 
+    monkeypatch.setattr(ops, "INLINE_COMPILED", inline)
     torch._dynamo.reset()
     model = torch.nn.Sequential(
         NVFP4Linear.from_linear(torch.nn.Linear(1024, 3072, dtype=torch.bfloat16, device="cuda")),
