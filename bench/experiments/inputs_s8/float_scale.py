@@ -21,10 +21,11 @@ HERE = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1] / "startup_s8")]
 import torch  # noqa: E402
 
-from bench_flux import build_variant, inputs, time_forward  # noqa: E402
+from bench_flux import build_variant  # noqa: E402
 from nvfp4_triton import NVFP4Linear, ops  # noqa: E402
-from startup import steps  # noqa: E402  (times the first-kernel delay, host and step; patches inductor's launcher)
+from startup import compare_compiled  # noqa: E402  (times the first-kernel delay, host and step)
 
+LIBRARY_FORWARD = NVFP4Linear.forward
 _SCALARS: dict[tuple[float, torch.device], torch.Tensor] = {}
 
 
@@ -50,37 +51,27 @@ torch.library.register_fake("nvfp4_probe::w4a16_linear_f", ops._fake_output, lib
 
 
 def patched_forward(e4m3: bool):
-    library_forward = NVFP4Linear.forward
-
     def forward(self, x):
         if not torch.compiler.is_compiling() or self.activation is not None:
-            return library_forward(self, x)
+            return LIBRARY_FORWARD(self, x)
         scales = self.weight_scale if e4m3 else self.weight_scale.view(torch.uint8)
         return torch.ops.nvfp4_probe.w4a16_linear_f(x, self.weight, scales, self.global_scale_value, self.bias,
                                                     self.gelu)
     return forward
 
 
+def build(name, args):
+    model = build_variant("bf16" if name == "bf16" else "w4a16", args)
+    for layer in model.modules():
+        if isinstance(layer, NVFP4Linear):
+            layer.global_scale_value = float(layer.weight_scale_2)
+    NVFP4Linear.forward = patched_forward(name.endswith("e4m3")) if "float" in name else LIBRARY_FORWARD
+    return model
+
+
 def main():
-    args = inputs((1024, 1024), 1)
-    library_forward = NVFP4Linear.forward
-    base = None
-    for name in sys.argv[1:] or ["bf16", "w4a16", "w4a16-float", "w4a16-float-e4m3"]:
-        model = build_variant("bf16" if name == "bf16" else "w4a16", args)
-        for layer in model.modules():
-            if isinstance(layer, NVFP4Linear):
-                layer.global_scale_value = float(layer.weight_scale_2)
-        NVFP4Linear.forward = patched_forward(name.endswith("e4m3")) if "float" in name else library_forward
-        torch._dynamo.reset()
-        fn = torch.compile(model)
-        _, _, loop, out = time_forward(fn, args, runs=10)  # compiles, warms up, then times steps back to back
-        if name == "w4a16":
-            base = out.float()
-        err = float((out.float() - base).norm() / base.norm()) if base is not None and name != "w4a16" else 0.0
-        print(f"{name:18} {steps(fn, args)}, loop {loop:6.1f} ms, rel L2 from w4a16 {err:.1e}", flush=True)
-        NVFP4Linear.forward = library_forward
-        del model, fn, out
-        torch.cuda.empty_cache()
+    compare_compiled(sys.argv[1:] or ["bf16", "w4a16", "w4a16-float", "w4a16-float-e4m3"], build)
+    NVFP4Linear.forward = LIBRARY_FORWARD
 
 
 if __name__ == "__main__":
