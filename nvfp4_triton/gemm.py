@@ -19,7 +19,7 @@ import contextlib
 
 import torch
 
-from . import scratch
+from . import fp8, scratch
 from .autotune import (FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, check_agreement, compile_scope,
                        m_bucket)
 from .cache.keys import kernel_source_hash
@@ -56,34 +56,40 @@ def tuning_key(device: torch.device, dtype: torch.dtype, m: int, n: int, k: int,
 _planned: dict[str, GemmConfig] = {}
 
 
-def plan_w4a16(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
-               bias_dtype: torch.dtype | None) -> str:
-    """Name the W4A16 config an ``(m, n, k)`` GEMM will run with (tuned now on random data if new).
+def plan_gemm(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
+              bias_dtype: torch.dtype | None) -> str:
+    """Name the config an ``(m, n, k)`` GEMM will run with in W4A16 (``activation=None``) or W4A8
+    (``"fp8"``), tuned now on random data if it is new.
 
     torch.compile bakes the name into its graph as a constant (``ops.w4a16_linear_inline``), and
     torch caches what a graph compiles to under a key that includes its constants. So the name
-    says all that decides the traced launches: the config, whether the scratch limit admits
-    two-pass, and the kernel sources. ``planned_config(name)`` gives the config back.
-    Tuning needs real inputs of the shape: torch.compile traces with tensors that have no values.
+    says all that decides the traced launches: the mode, the config, whether the scratch limit
+    admits its dense weight, and the kernel sources. ``planned_config(name)`` gives the config
+    back. Tuning needs real inputs of the shape: torch.compile traces with tensors that have no values.
     """
+    which, scratch_dtype = (fp8_tuner, torch.float8_e4m3fn) if activation == "fp8" else (tuner, dtype)
     key = tuning_key(device, dtype, m, n, k, bias_dtype is not None)
-    if tuner.lookup(key) is None:
-        weight = random_weight(n, k, device)
+    if which.lookup(key) is None:
+        w = random_weight(n, k, device)
+        x = torch.randn(m, k, device=device, dtype=dtype)
         bias = None if bias_dtype is None else torch.randn(n, device=device, dtype=bias_dtype)
-        w4a16_gemm(torch.randn(m, k, device=device, dtype=dtype), weight.packed, weight.scale_bits,
-                   weight.global_scale, bias)
-    config = tuner.lookup(key)
-    name = f"{config!r} scratch={scratch.admits(n, k, dtype)} kernels={kernel_source_hash()}"
+        if activation == "fp8":
+            w4a8_gemm(x, w.packed, w.scale_bits, w.global_scale, *fp8.weight_scales(w), bias)
+        else:
+            w4a16_gemm(x, w.packed, w.scale_bits, w.global_scale, bias)
+    config = which.lookup(key)
+    name = f"{activation or 'w4a16'} {config!r} scratch={scratch.admits(n, k, scratch_dtype)} " \
+           f"kernels={kernel_source_hash()}"
     _planned[name] = config
     return name
 
 
 def planned_config(name: str) -> GemmConfig:
-    """The config that ``plan_w4a16`` named in this process."""
+    """The config that ``plan_gemm`` named in this process."""
     try:
         return _planned[name]
     except KeyError:
-        raise RuntimeError(f"nvfp4_triton: no W4A16 plan named {name!r} in this process") from None
+        raise RuntimeError(f"nvfp4_triton: no GEMM plan named {name!r} in this process") from None
 
 
 def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, launch, config: GemmConfig | None,

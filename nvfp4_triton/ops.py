@@ -19,7 +19,7 @@ from torch.utils._python_dispatch import _disable_current_modes
 
 from . import fp8
 from .act_quant import quantize_activation_nvfp4
-from .gemm import fp8_gemm, plan_w4a16, planned_config, w4a8_gemm, w4a16_gemm
+from .gemm import fp8_gemm, plan_gemm, planned_config, w4a8_gemm, w4a16_gemm
 from .launch import interpreter_active
 from .weight import NVFP4Weight
 
@@ -140,9 +140,10 @@ _IMPLS = {_w4a16_linear: _w4a16_linear_impl, _w4a4_linear: _w4a4_linear_impl, _w
 
 INLINE_ENV = "NVFP4_TRITON_INLINE_COMPILE"
 INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() == "1" and not interpreter_active()
-"""Experimental, off by default: under torch.compile on a GPU, trace W4A16 layers into the graph
-(``w4a16_linear_inline``) instead of calling the opaque op. Set ``NVFP4_TRITON_INLINE_COMPILE=1``
-before importing nvfp4_triton. Checked on single layers on an H200, not yet timed on FLUX."""
+"""Experimental, off by default: under torch.compile on a GPU, trace the W4A16, W4A8 and
+FP8-resident layers into the graph instead of calling the opaque ops (``w4a16_linear_inline``,
+``w4a8_linear_inline``, ``call_fp8_op``). Set ``NVFP4_TRITON_INLINE_COMPILE=1`` before importing
+nvfp4_triton. W4A16 was checked on single layers on an H200; nothing is timed on FLUX yet."""
 
 
 @torch.library.triton_op("nvfp4_triton::w4a16_linear_inline", mutates_args=())
@@ -160,18 +161,55 @@ def w4a16_linear_inline(
     In a compiled FLUX step the opaque op costs 60-130 us more host time per call than an
     ``nn.Linear`` (dispatcher, strategy lookup, launches from Python), and the step's speed follows
     that host time (bench/NOTES.md, session 9). Traced, the config named by ``plan``
-    (``gemm.plan_w4a16``, chosen while dynamo traces) runs as launches in inductor's generated
+    (``gemm.plan_gemm``, chosen while dynamo traces) runs as launches in inductor's generated
     code, and two-pass's cuBLAS GEMM as a graph op like the BF16 model's.
     """
     config = planned_config(plan)
     return _unrows(w4a16_gemm(_rows(x), packed, block_scale_bits, global_scale, bias, config, gelu=gelu), x)
 
 
+@torch.library.triton_op("nvfp4_triton::w4a8_linear_inline", mutates_args=())
+def w4a8_linear_inline(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    block_scale_bits: torch.Tensor,
+    global_scale: torch.Tensor,
+    multipliers: torch.Tensor,
+    column_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    xq_bits: torch.Tensor,
+    row_scale: torch.Tensor,
+    plan: str,
+) -> torch.Tensor:
+    """``w4a8_linear`` traced into the graph (see ``w4a16_linear_inline``), given x's FP8 rows:
+    the E4M3 dequantization becomes a launch in inductor's code, ``torch._scaled_mm`` a graph op."""
+    config = planned_config(plan)
+    quantized = (xq_bits.view(torch.float8_e4m3fn), row_scale)
+    return _unrows(w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias, config,
+                             quantized=quantized), x)
+
+
 @torch.compiler.assume_constant_result
-def _plan(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device, bias_dtype: torch.dtype | None) -> str:
-    """``gemm.plan_w4a16``, run once while dynamo traces, its result a constant of the graph."""
+def _plan(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
+          bias_dtype: torch.dtype | None) -> str:
+    """``gemm.plan_gemm``, run once while dynamo traces, its result a constant of the graph."""
     with _disable_current_modes():  # tuning needs real tensors, whatever tracing mode is active
-        return plan_w4a16(m, n, k, dtype, device, bias_dtype)
+        return plan_gemm(activation, m, n, k, dtype, device, bias_dtype)
+
+
+def _call_planned(inline_op, activation: str | None, x: torch.Tensor, args: tuple,
+                  bias: torch.Tensor | None) -> torch.Tensor | None:
+    """``inline_op(x, *args, plan)`` with the plan for x's shape (``args[0]``: the packed codes),
+    or None for an empty x."""
+    # operator.index specializes a dim compiled as dynamic (dynamo guards on its value): the
+    # config depends on M. Another size then compiles another graph (up to dynamo's recompile
+    # limit, after which the frame runs eagerly).
+    n, k = operator.index(args[0].shape[0]), operator.index(x.shape[-1])
+    m = operator.index(x.numel()) // k
+    if not m:
+        return None
+    plan = _plan(activation, m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
+    return inline_op(x, *args, plan)
 
 
 def call_op(op, x: torch.Tensor, *args):
@@ -184,15 +222,9 @@ def call_op(op, x: torch.Tensor, *args):
     if type(x) is torch.Tensor and not torch.compiler.is_compiling():
         return _IMPLS[op](x, *args)
     if op is _w4a16_linear and INLINE_COMPILED and torch.compiler.is_compiling():
-        packed, bias = args[0], args[3]
-        # operator.index specializes a dim compiled as dynamic (dynamo guards on its value): the
-        # config depends on M. Another size then compiles another graph (up to dynamo's
-        # recompile limit, after which the frame runs eagerly).
-        n, k = operator.index(packed.shape[0]), operator.index(x.shape[-1])
-        m = operator.index(x.numel()) // k
-        if m:
-            plan = _plan(m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
-            return w4a16_linear_inline(x, *args, plan)
+        y = _call_planned(w4a16_linear_inline, None, x, args, bias=args[3])
+        if y is not None:
+            return y
     return op(x, *args)
 
 
@@ -259,12 +291,21 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
     same (bench/RESULTS.md, session 8). GELU becomes a graph op that inductor can fuse into whatever reads
     the output next (in FLUX's single blocks, the concatenation before ``proj_out``). Shapes where
     the op runs a W4A16 kernel (small M), whose epilogue would have applied GELU for free, then pay
-    a small separate GELU.
+    a small separate GELU. With ``INLINE_COMPILED`` the GEMM is traced into the graph as well
+    (``w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm`` itself).
     """
     if not torch.compiler.is_compiling():
         return call_op(op, x, *args, gelu)
     xq, row_scale = fp8.quantize_rows(_rows(x))
-    y = op(x, *args, False, xq.view(torch.uint8), row_scale)
+    y = None
+    if INLINE_COMPILED and op is _fp8_linear:  # cuBLAS only: plain graph ops
+        w8_bits, column_scale, bias = args
+        y = _unrows(fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias,
+                             quantized=(xq, row_scale)), x)
+    elif INLINE_COMPILED and op is _w4a8_linear:
+        y = _call_planned(w4a8_linear_inline, "fp8", x, (*args, xq.view(torch.uint8), row_scale), bias=args[5])
+    if y is None:
+        y = op(x, *args, False, xq.view(torch.uint8), row_scale)
     return torch.nn.functional.gelu(y, approximate="tanh") if gelu else y
 
 

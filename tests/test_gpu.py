@@ -112,6 +112,30 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
                              rounded_weight=kernels == {"nvfp4_dequant_kernel"})
 
 
+@pytest.mark.parametrize("resident", [False, True])
+def test_inductor_traces_fp8_layers_into_its_graph(resident, monkeypatch):
+    """With ``NVFP4_TRITON_INLINE_COMPILE=1``, compiled ``activation="fp8"`` and FP8-resident layers
+    make no opaque call either (``torch._scaled_mm`` is a graph op), and match eager: the same FP8
+    rows and GEMM, with GELU rounded by inductor instead of our epilogue."""
+    from torch._inductor.utils import run_and_get_code
+
+    from nvfp4_triton import FP8Linear, ops
+
+    monkeypatch.setattr(ops, "INLINE_COMPILED", True)
+    torch._dynamo.reset()
+    layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 1024, dtype=torch.bfloat16, device="cuda"))
+    layer.activation, layer.gelu = "fp8", True
+    if resident:
+        layer = FP8Linear.from_nvfp4(layer)
+    x = torch.randn(512, 3072, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        eager = layer(x)
+        compiled, (code,) = run_and_get_code(torch.compile(layer, fullgraph=True), x)
+    assert "torch.ops.nvfp4_triton" not in code
+    assert "clone" not in code
+    torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
+
+
 def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager():
     """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses,
     and applies GELU in the graph; the block must stay as close to exact NVFP4 math as eager is.

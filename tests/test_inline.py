@@ -1,4 +1,4 @@
-"""Tracing W4A16 layers into torch.compile's graph (``NVFP4_TRITON_INLINE_COMPILE=1``), checked without a GPU.
+"""Tracing layers into torch.compile's graph (``NVFP4_TRITON_INLINE_COMPILE=1``), checked without a GPU.
 
 Meta tensors stand in for CUDA ones: dynamo and AOTAutograd trace the layer as they would on a
 GPU, and the test reads both graphs. (Running the traced kernels needs a GPU: tests/test_gpu.py.)
@@ -9,19 +9,31 @@ import subprocess
 import sys
 import textwrap
 
+import pytest
+
 from .subproc import python_env
 
 TRACE = textwrap.dedent("""
     import json, torch
     from torch._functorch.aot_autograd import aot_module_simplified
     from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
-    from nvfp4_triton import TwoPassConfig, gemm, ops, quantize, scratch
+    from nvfp4_triton import Fp8Config, TwoPassConfig, fp8, gemm, ops, quantize, scratch
 
     assert ops.INLINE_COMPILED
     gemm.tuner.lookup = lambda key: TwoPassConfig()  # the tuner cannot time kernels on meta tensors
+    gemm.fp8_tuner.lookup = lambda key: Fp8Config()
     w = quantize(torch.randn(512, 256))
-    packed, bits, scale = (t.to("meta") for t in (w.packed, w.scale_bits, w.global_scale))
+    multipliers, column_scale = fp8.weight_scales(w)
+    w8 = fp8.dequantize_to_fp8(w.packed, w.block_scale, multipliers).view(torch.uint8)
+    packed, bits, scale, multipliers, column_scale, w8 = (
+        t.to("meta") for t in (w.packed, w.scale_bits, w.global_scale, multipliers, column_scale, w8))
     bias = torch.randn(512, dtype=torch.bfloat16, device="meta")
+    layers = {
+        "w4a16": lambda x: ops.call_op(ops._w4a16_linear, x, packed, bits, scale, bias, False),
+        "w4a8": lambda x: ops.call_fp8_op(ops._w4a8_linear, x, packed, bits, scale, multipliers, column_scale, bias,
+                                          gelu=True),
+        "fp8-resident": lambda x: ops.call_fp8_op(ops._fp8_linear, x, w8, column_scale.view(1, -1), bias, gelu=True),
+    }
 
     def kernel_name(node):
         kernel = kernel_side_table.get_kernel(node.kwargs["kernel_idx"])
@@ -29,8 +41,7 @@ TRACE = textwrap.dedent("""
             kernel = kernel.fn
         return kernel.__name__
 
-    results = []
-    for limit in (None, 0):
+    def trace(layer, limit):
         scratch.set_scratch_limit(limit)
         seen = {}
 
@@ -45,12 +56,13 @@ TRACE = textwrap.dedent("""
             return aot_module_simplified(gm, example_inputs, fw_compiler=forward)
 
         torch._dynamo.reset()
-        layer = lambda x: ops.call_op(ops._w4a16_linear, x, packed, bits, scale, bias, False)
         with torch.no_grad():
             y = torch.compile(layer, backend=backend, fullgraph=True)(
                 torch.randn(2, 40, 256, dtype=torch.bfloat16, device="meta"))
         seen["shape"] = list(y.shape)
-        results.append(seen)
+        return seen
+
+    results = {mode: [trace(layer, None), trace(layer, 0)] for mode, layer in layers.items()}
 
     # Compiled with dynamic shapes, each M still gets its own graph and plan (the config depends on M).
     plans, shapes = [], []
@@ -60,28 +72,47 @@ TRACE = textwrap.dedent("""
         shapes.append(list(out.meta["example_value"].shape))
         return lambda *args: (torch.empty(shapes[-1], device="meta"),)  # running it would launch kernels
     torch._dynamo.reset()
-    dynamic = torch.compile(layer, backend=recording, fullgraph=True, dynamic=True)
+    dynamic = torch.compile(layers["w4a16"], backend=recording, fullgraph=True, dynamic=True)
     with torch.no_grad():
         for m in (40, 300):
             dynamic(torch.randn(m, 256, dtype=torch.bfloat16, device="meta"))
-    results.append({"plans": plans, "shapes": shapes})
+    results["dynamic"] = {"plans": plans, "shapes": shapes}
     print(json.dumps(results))
 """)
 
 
-def test_compiled_w4a16_layer_is_traced_into_the_graph_with_its_plan():
+@pytest.fixture(scope="module")
+def traced():
     env = python_env(NVFP4_TRITON_INLINE_COMPILE="1", TRITON_INTERPRET="0")
     out = subprocess.run([sys.executable, "-c", TRACE], capture_output=True, text=True, env=env, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
-    admitted, no_scratch, dynamic = json.loads(out.stdout.strip().splitlines()[-1])
-    for seen in (admitted, no_scratch):
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+@pytest.mark.parametrize("mode, dequantizes", [("w4a16", True), ("w4a8", True), ("fp8-resident", False)])
+def test_compiled_layer_is_traced_into_the_graph(traced, mode, dequantizes):
+    for seen in traced[mode]:
         assert seen["shape"] == [2, 40, 512]
-        assert not any("nvfp4_triton.w4a16_linear.default" in op for op in seen["ops"])
-    # The plan, a constant of dynamo's graph, names what decides the traced launches, so torch's
-    # compile caches (keyed by the graph) cannot hand a graph traced under one setting to another.
-    assert len(admitted["plans"]) == 1 and "TwoPassConfig" in admitted["plans"][0]
+        assert not any("nvfp4_triton" in op for op in seen["ops"]), seen["ops"]  # no opaque call of ours
+    admitted, no_scratch = traced[mode]
+    gemm_op = "_scaled_mm" if mode != "w4a16" else "addmm"  # cuBLAS's GEMM as a graph op
+    assert any(gemm_op in op for op in admitted["ops"]), admitted["ops"]
+    if dequantizes:
+        assert admitted["kernels"] == ["nvfp4_dequant_kernel"]
+        assert no_scratch["kernels"] == ["w4a16_gemm_kernel"]  # two-pass off: the fused kernel
+    else:
+        assert admitted["kernels"] == no_scratch["kernels"] == []
+
+
+@pytest.mark.parametrize("mode", ["w4a16", "w4a8"])
+def test_the_plan_in_the_graph_names_what_decides_the_launches(traced, mode):
+    """The plan, a constant of dynamo's graph, names what decides the traced launches, so torch's
+    compile caches (keyed by the graph) cannot hand a graph traced under one setting to another."""
+    admitted, no_scratch = traced[mode]
+    assert len(admitted["plans"]) == 1 and admitted["plans"][0].startswith("w4a16" if mode == "w4a16" else "fp8")
+    assert ("Fp8Config" if mode == "w4a8" else "TwoPassConfig") in admitted["plans"][0]
     assert "scratch=True" in admitted["plans"][0] and "scratch=False" in no_scratch["plans"][0]
-    assert admitted["kernels"] == ["nvfp4_dequant_kernel"]
-    assert any("addmm" in op for op in admitted["ops"])  # cuBLAS's GEMM as a graph op
-    assert no_scratch["kernels"] == ["w4a16_gemm_kernel"]  # two-pass off: the fused kernel
-    assert len(dynamic["plans"]) == 2 and dynamic["shapes"] == [[40, 512], [300, 512]]
+
+
+def test_dynamic_shapes_get_a_graph_per_m(traced):
+    assert len(traced["dynamic"]["plans"]) == 2 and traced["dynamic"]["shapes"] == [[40, 512], [300, 512]]
