@@ -1,12 +1,14 @@
-"""Does tracing W4A16 layers into inductor's graph shorten a compiled FLUX step? (session 9, staged)
+"""Does tracing our layers into inductor's graph shorten a compiled FLUX step? (session 9, staged)
 
-Compiles the full-size FLUX.1-dev transformer as BF16, as W4A16 with the opaque op (the default),
-and as W4A16 traced into the graph (``ops.INLINE_COMPILED``, what ``NVFP4_TRITON_INLINE_COMPILE=1``
-turns on), one after the other in this process. For each it prints the host time to the first
+Compiles the full-size FLUX.1-dev transformer per variant, one after the other in this process:
+BF16; a library mode with the opaque ops (the default); and the same mode traced into the graph
+(``-inline``: ``ops.INLINE_COMPILED``, what ``NVFP4_TRITON_INLINE_COMPILE=1`` turns on). Modes:
+w4a16, fp8 (``activation="fp8"``), fp8-resident. For each it prints the host time to the first
 Triton launch, the host time, the step time (median of 10, GPU waited for after each), the
-back-to-back time, and the output's difference from the opaque W4A16 (rel L2).
+back-to-back time, and the rel L2 of an ``-inline`` output from its mode's opaque-op output.
 
     PYTHONPATH=. python3 bench/experiments/inline_s9/inline.py bf16 w4a16 w4a16-inline
+    PYTHONPATH=. python3 bench/experiments/inline_s9/inline.py bf16 fp8 fp8-inline fp8-resident fp8-resident-inline
 """
 import sys
 from pathlib import Path
@@ -20,9 +22,10 @@ from startup import compare_compiled  # noqa: E402  (times the first-kernel dela
 
 
 def build(name, args):
-    ops.INLINE_COMPILED = name == "w4a16-inline"  # read while dynamo traces
-    return build_variant("bf16" if name == "bf16" else "w4a16", args)
+    ops.INLINE_COMPILED = name.endswith("-inline")  # read while dynamo traces
+    return build_variant(name.removesuffix("-inline"), args)
 
 
 if __name__ == "__main__":
-    compare_compiled(sys.argv[1:] or ["bf16", "w4a16", "w4a16-inline"], build, label_width=14)
+    compare_compiled(sys.argv[1:] or ["bf16", "w4a16", "w4a16-inline"], build,
+                     reference=lambda name: name.removesuffix("-inline"), label_width=20)

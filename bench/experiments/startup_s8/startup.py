@@ -56,22 +56,26 @@ def steps(fn, args, runs=10):
     return f"startup {med(startup):6.2f} ms, host {med(host):6.2f} ms, step {med(gpu):6.2f} ms"
 
 
-def compare_compiled(names, build, label_width=18):
-    """Per variant: ``build(name)`` makes its model, which is compiled and timed; one line each with
-    ``steps``, the back-to-back loop time and the output's rel L2 from variant "w4a16" (run it first)."""
+def compare_compiled(names, build, reference=lambda name: "w4a16", label_width=18):
+    """Per variant: ``build(name, args)`` makes its model, which is compiled and timed; one line each
+    with ``steps``, the back-to-back loop time and the output's rel L2 from variant
+    ``reference(name)``, when that ran before it."""
     from bench_flux import inputs, time_forward
 
     args = inputs((1024, 1024), 1)
-    base = None
+    outputs = {}
     for name in names:
         model = build(name, args)
         torch._dynamo.reset()
         fn = torch.compile(model)
         _, _, loop, out = time_forward(fn, args, runs=10)  # compiles, warms up, then times steps back to back
-        if name == "w4a16":
-            base = out.float()
-        err = float((out.float() - base).norm() / base.norm()) if base is not None and name != "w4a16" else 0.0
-        print(f"{name:{label_width}} {steps(fn, args)}, loop {loop:6.1f} ms, rel L2 from w4a16 {err:.1e}", flush=True)
+        ref = reference(name)
+        if ref == name or ref not in outputs:
+            outputs[name] = out.float()
+            diff = "-"
+        else:
+            diff = f"{float((out.float() - outputs[ref]).norm() / outputs[ref].norm()):.1e}"
+        print(f"{name:{label_width}} {steps(fn, args)}, loop {loop:6.1f} ms, rel L2 from {ref} {diff}", flush=True)
         del model, fn, out
         torch.cuda.empty_cache()
 
