@@ -148,6 +148,15 @@ class NVFP4Linear(nn.Module):
             self._fp8_source = weight
         return self._buffers["fp8_multipliers"], self._buffers["fp8_column_scale"]
 
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        # A weight buffer replaced by assignment: the FP8 scales derived from it must follow now,
+        # because a compiled forward reads them as buffers and never rebuilds them.
+        if name in _QUANT_BUFFERS[:3] and self.__dict__.get("_activation") == "fp8":
+            buffers = [self._buffers.get(n) for n in _QUANT_BUFFERS[:3]]
+            if all(b is not None and not b.is_meta and b.device == buffers[0].device for b in buffers):
+                self._fp8_scales_of(self.nvfp4_weight)
+
     def _prepare_caches(self) -> None:
         """Build the weight's :class:`NVFP4Weight` (and in FP8 mode its FP8 scales) when the weight
         or the mode changes, not in the first forward.

@@ -265,3 +265,22 @@ def test_unknown_activation_is_refused_when_set():
     layer = NVFP4Linear(32, 16)
     with pytest.raises(ValueError, match="activation must be one of"):
         layer.activation = "int8"
+
+
+def test_compiled_fp8_layer_follows_weight_buffers_assigned_after_compiling(device):
+    """``activation="fp8"`` derives FP8 scales from the weight; a compiled forward reads them as
+    buffers. Assigning other quantized buffers must not leave the compiled layer on the old scales."""
+    torch.manual_seed(0)
+    layer, other = (NVFP4Linear.from_linear(nn.Linear(64, 48, dtype=torch.bfloat16)).to(device) for _ in range(2))
+    other.weight_scale_2 = other.weight_scale_2 * 3  # global scales that differ, as between real layers
+    for ly in (layer, other):
+        ly.activation = "fp8"
+    x = torch.randn(130, 64, dtype=torch.bfloat16, device=device)
+    torch._dynamo.reset()
+    compiled = torch.compile(layer, backend="aot_eager", fullgraph=True)
+    with torch.no_grad():
+        assert torch.equal(compiled(x), layer(x))
+        layer.bias = other.bias
+        for name in ("weight", "weight_scale", "weight_scale_2"):
+            setattr(layer, name, getattr(other, name))
+        assert torch.equal(compiled(x), other(x))
