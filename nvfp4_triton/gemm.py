@@ -48,6 +48,16 @@ def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
     return out
 
 
+def to_rows(x: torch.Tensor) -> torch.Tensor:
+    """x ``[..., K]`` as the ``[M, K]`` the GEMMs take."""
+    return x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
+
+
+def from_rows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A GEMM's ``[M, N]`` output shaped like x: ``[..., N]``."""
+    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], y.shape[-1])
+
+
 def tuning_key(device: torch.device, dtype: torch.dtype, m: int, n: int, k: int, has_bias: bool) -> tuple:
     """What a tuned config is remembered by (see ``Tuner.lookup``)."""
     return device.index, dtype, m_bucket(m), n, k, has_bias
@@ -61,7 +71,7 @@ def plan_gemm(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype
     """Name the config an ``(m, n, k)`` GEMM will run with in W4A16 (``activation=None``) or W4A8
     (``"fp8"``), tuned now on random data if it is new.
 
-    torch.compile bakes the name into its graph as a constant (``ops.w4a16_linear_inline``), and
+    torch.compile bakes the name into its graph as a constant (``inline.w4a16_linear_inline``), and
     torch caches what a graph compiles to under a key that includes its constants. So the name
     says all that decides the traced launches: the mode, the config, whether the scratch limit
     admits its dense weight, and the kernel sources. ``planned_config(name)`` gives the config

@@ -5,7 +5,7 @@ microseconds of host time in Python on each launch (binding arguments, hashing o
 globals) before its C launcher runs: in eager mode the GPU then waits on the host.
 :class:`Kernel` launches through Triton only the first time per argument layout, and after
 that calls the compiled kernel's launcher directly. While torch.compile traces a layer
-(``ops.w4a16_linear_inline``), it records the launch for inductor instead.
+(``inline.w4a16_linear_inline``), it records the launch for inductor instead.
 """
 
 from __future__ import annotations

@@ -6,20 +6,16 @@ traces through it and CUDA graphs can capture it:
 activations), ``w4a4_linear`` (NVFP4 activations, Blackwell emulation), and ``fp8_linear``
 (weights converted to FP8 at load time, ``FP8Linear``). The ops are inference-only: they have no
 autograd formula, and the public entry points refuse inputs that require grad. Experimental:
-``w4a16_linear_inline`` lets torch.compile trace W4A16 layers into its graph (``INLINE_COMPILED``).
+torch.compile can trace the layers into its graph instead (``inline``).
 """
 
 from __future__ import annotations
 
-import operator
-import os
-
 import torch
-from torch.utils._python_dispatch import _disable_current_modes
 
-from . import fp8
+from . import fp8, inline
 from .act_quant import quantize_activation_nvfp4
-from .gemm import fp8_gemm, plan_gemm, planned_config, w4a8_gemm, w4a16_gemm
+from .gemm import fp8_gemm, from_rows, to_rows, w4a8_gemm, w4a16_gemm
 from .launch import interpreter_active
 from .weight import NVFP4Weight
 
@@ -39,7 +35,7 @@ def _w4a16_linear_impl(
 ) -> torch.Tensor:
     # The E4M3 block scales travel as their uint8 bit patterns: the kernel decodes them itself,
     # and torch's op checks cannot handle float8 arguments on every device.
-    return _unrows(w4a16_gemm(_rows(x), packed, block_scale_bits, global_scale, bias, gelu=gelu), x)
+    return from_rows(w4a16_gemm(to_rows(x), packed, block_scale_bits, global_scale, bias, gelu=gelu), x)
 
 
 def _w4a4_linear_impl(
@@ -51,9 +47,9 @@ def _w4a4_linear_impl(
     bias: torch.Tensor | None,
     gelu: bool = False,
 ) -> torch.Tensor:
-    xq, _, _ = quantize_activation_nvfp4(_rows(x), input_scale)
+    xq, _, _ = quantize_activation_nvfp4(to_rows(x), input_scale)
     alpha = input_scale * global_scale
-    return _unrows(w4a16_gemm(xq, packed, block_scale_bits, alpha, bias, gelu=gelu), x)
+    return from_rows(w4a16_gemm(xq, packed, block_scale_bits, alpha, bias, gelu=gelu), x)
 
 
 def _w4a8_linear_impl(
@@ -68,7 +64,7 @@ def _w4a8_linear_impl(
     xq_bits: torch.Tensor | None = None,
     row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    return _unrows(w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
+    return from_rows(w4a8_gemm(to_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
                              gelu=gelu, quantized=_given_rows(xq_bits, row_scale)), x)
 
 
@@ -82,21 +78,13 @@ def _fp8_linear_impl(
     row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     # The E4M3 weight travels as uint8 bits, like the block scales of the other ops.
-    return _unrows(fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu,
+    return from_rows(fp8_gemm(to_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu,
                             quantized=_given_rows(xq_bits, row_scale)), x)
 
 
 def _given_rows(xq_bits: torch.Tensor | None, row_scale: torch.Tensor | None) -> tuple | None:
     """The FP8 ops' optional pre-quantized x (see ``call_fp8_op``), as the GEMMs take it."""
     return (xq_bits.view(torch.float8_e4m3fn), row_scale) if xq_bits is not None else None
-
-
-def _rows(x: torch.Tensor) -> torch.Tensor:
-    return x if x.dim() == 2 else x.reshape(-1, x.shape[-1])
-
-
-def _unrows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
-    return y if x.dim() == 2 else y.reshape(*x.shape[:-1], y.shape[-1])
 
 
 _LIB = torch.library.Library("nvfp4_triton", "DEF")  # the ops live as long as this object
@@ -138,91 +126,17 @@ _IMPLS = {_w4a16_linear: _w4a16_linear_impl, _w4a4_linear: _w4a4_linear_impl, _w
           _fp8_linear: _fp8_linear_impl}
 
 
-INLINE_ENV = "NVFP4_TRITON_INLINE_COMPILE"
-INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() == "1" and not interpreter_active()
-"""Experimental, off by default: under torch.compile on a GPU, trace the W4A16, W4A8 and
-FP8-resident layers into the graph instead of calling the opaque ops (``w4a16_linear_inline``,
-``w4a8_linear_inline``, ``call_fp8_op``). Set ``NVFP4_TRITON_INLINE_COMPILE=1`` before importing
-nvfp4_triton. W4A16 was checked on single layers on an H200; nothing is timed on FLUX yet."""
-
-
-@torch.library.triton_op("nvfp4_triton::w4a16_linear_inline", mutates_args=())
-def w4a16_linear_inline(
-    x: torch.Tensor,
-    packed: torch.Tensor,
-    block_scale_bits: torch.Tensor,
-    global_scale: torch.Tensor,
-    bias: torch.Tensor | None,
-    gelu: bool,
-    plan: str,
-) -> torch.Tensor:
-    """``w4a16_linear`` as torch.compile traces it on a GPU: into the graph, not as an opaque call.
-
-    In a compiled FLUX step the opaque op costs 60-130 us more host time per call than an
-    ``nn.Linear`` (dispatcher, strategy lookup, launches from Python), and the step's speed follows
-    that host time (bench/NOTES.md, session 9). Traced, the config named by ``plan``
-    (``gemm.plan_gemm``, chosen while dynamo traces) runs as launches in inductor's generated
-    code, and two-pass's cuBLAS GEMM as a graph op like the BF16 model's.
-    """
-    config = planned_config(plan)
-    return _unrows(w4a16_gemm(_rows(x), packed, block_scale_bits, global_scale, bias, config, gelu=gelu), x)
-
-
-@torch.library.triton_op("nvfp4_triton::w4a8_linear_inline", mutates_args=())
-def w4a8_linear_inline(
-    x: torch.Tensor,
-    packed: torch.Tensor,
-    block_scale_bits: torch.Tensor,
-    global_scale: torch.Tensor,
-    multipliers: torch.Tensor,
-    column_scale: torch.Tensor,
-    bias: torch.Tensor | None,
-    xq_bits: torch.Tensor,
-    row_scale: torch.Tensor,
-    plan: str,
-) -> torch.Tensor:
-    """``w4a8_linear`` traced into the graph (see ``w4a16_linear_inline``), given x's FP8 rows:
-    the E4M3 dequantization becomes a launch in inductor's code, ``torch._scaled_mm`` a graph op."""
-    config = planned_config(plan)
-    quantized = (xq_bits.view(torch.float8_e4m3fn), row_scale)
-    return _unrows(w4a8_gemm(_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias, config,
-                             quantized=quantized), x)
-
-
-@torch.compiler.assume_constant_result
-def _plan(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
-          bias_dtype: torch.dtype | None) -> str:
-    """``gemm.plan_gemm``, run once while dynamo traces, its result a constant of the graph."""
-    with _disable_current_modes():  # tuning needs real tensors, whatever tracing mode is active
-        return plan_gemm(activation, m, n, k, dtype, device, bias_dtype)
-
-
-def _call_planned(inline_op, activation: str | None, x: torch.Tensor, args: tuple,
-                  bias: torch.Tensor | None) -> torch.Tensor | None:
-    """``inline_op(x, *args, plan)`` with the plan for x's shape (``args[0]``: the packed codes),
-    or None for an empty x."""
-    # operator.index specializes a dim compiled as dynamic (dynamo guards on its value): the
-    # config depends on M. Another size then compiles another graph (up to dynamo's recompile
-    # limit, after which the frame runs eagerly).
-    n, k = operator.index(args[0].shape[0]), operator.index(x.shape[-1])
-    m = operator.index(x.numel()) // k
-    if not m:
-        return None
-    plan = _plan(activation, m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
-    return inline_op(x, *args, plan)
-
-
 def call_op(op, x: torch.Tensor, *args):
     """Run one of the ops above: through torch's dispatcher while tracing, straight to the launcher in eager mode.
 
     The dispatcher exists for torch.compile, export and fake tensors; on plain tensors in eager mode
     it only adds per-call host time (tens of microseconds, as much as a small GEMM takes). With
-    ``INLINE_COMPILED``, compiled W4A16 layers are traced into the graph instead.
+    ``inline.INLINE_COMPILED``, compiled W4A16 layers are traced into the graph instead.
     """
     if type(x) is torch.Tensor and not torch.compiler.is_compiling():
         return _IMPLS[op](x, *args)
-    if op is _w4a16_linear and INLINE_COMPILED and torch.compiler.is_compiling():
-        y = _call_planned(w4a16_linear_inline, None, x, args, bias=args[3])
+    if op is _w4a16_linear and inline.INLINE_COMPILED and torch.compiler.is_compiling():
+        y = inline.call_planned(inline.w4a16_linear_inline, None, x, args, bias=args[3])
         if y is not None:
             return y
     return op(x, *args)
@@ -291,19 +205,20 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
     same (bench/RESULTS.md, session 8). GELU becomes a graph op that inductor can fuse into whatever reads
     the output next (in FLUX's single blocks, the concatenation before ``proj_out``). Shapes where
     the op runs a W4A16 kernel (small M), whose epilogue would have applied GELU for free, then pay
-    a small separate GELU. With ``INLINE_COMPILED`` the GEMM is traced into the graph as well
-    (``w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm`` itself).
+    a small separate GELU. With ``inline.INLINE_COMPILED`` the GEMM is traced into the graph as
+    well (``inline.w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm`` itself).
     """
     if not torch.compiler.is_compiling():
         return call_op(op, x, *args, gelu)
-    xq, row_scale = fp8.quantize_rows(_rows(x))
+    xq, row_scale = fp8.quantize_rows(to_rows(x))
     y = None
-    if INLINE_COMPILED and op is _fp8_linear:  # cuBLAS only: plain graph ops
+    if inline.INLINE_COMPILED and op is _fp8_linear:  # cuBLAS only: plain graph ops
         w8_bits, column_scale, bias = args
-        y = _unrows(fp8_gemm(_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias,
+        y = from_rows(fp8_gemm(to_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias,
                              quantized=(xq, row_scale)), x)
-    elif INLINE_COMPILED and op is _w4a8_linear:
-        y = _call_planned(w4a8_linear_inline, "fp8", x, (*args, xq.view(torch.uint8), row_scale), bias=args[5])
+    elif inline.INLINE_COMPILED and op is _w4a8_linear:
+        y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, xq.view(torch.uint8), row_scale),
+                                bias=args[5])
     if y is None:
         y = op(x, *args, False, xq.view(torch.uint8), row_scale)
     return torch.nn.functional.gelu(y, approximate="tanh") if gelu else y

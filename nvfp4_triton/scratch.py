@@ -9,7 +9,7 @@ graph's memory pool, and drops it once its GEMM is enqueued. The allocator hands
 to the capture's next two-pass call, so a graph's pool holds about one dense weight, and replays
 keep the captured order, which makes that reuse safe. (A buffer of this module would tie every
 graph to memory that eager calls on the same stream may overwrite at any time.) A layer that
-torch.compile traces (``ops.w4a16_linear_inline``) asks for a fresh tensor too: it becomes one of
+torch.compile traces (``inline.w4a16_linear_inline``) asks for a fresh tensor too: it becomes one of
 inductor's buffers, which the generated code frees after the GEMM. The limit below still decides
 whether two-pass may run there.
 

@@ -88,9 +88,9 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
     off there too, also right after a graph of the same layer was compiled with it on."""
     from torch._inductor.utils import run_and_get_code
 
-    from nvfp4_triton import TwoPassConfig, gemm, ops, scratch
+    from nvfp4_triton import TwoPassConfig, gemm, inline, scratch
 
-    monkeypatch.setattr(ops, "INLINE_COMPILED", True)
+    monkeypatch.setattr(inline, "INLINE_COMPILED", True)
     if strategy != "tuned":
         monkeypatch.setattr(gemm.tuner, "lookup", lambda key: TwoPassConfig())
     if strategy.endswith("no scratch"):
@@ -119,9 +119,9 @@ def test_inductor_traces_fp8_layers_into_its_graph(resident, monkeypatch):
     rows and GEMM, with GELU rounded by inductor instead of our epilogue."""
     from torch._inductor.utils import run_and_get_code
 
-    from nvfp4_triton import FP8Linear, ops
+    from nvfp4_triton import FP8Linear, inline
 
-    monkeypatch.setattr(ops, "INLINE_COMPILED", True)
+    monkeypatch.setattr(inline, "INLINE_COMPILED", True)
     torch._dynamo.reset()
     layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 1024, dtype=torch.bfloat16, device="cuda"))
     layer.activation, layer.gelu = "fp8", True
@@ -227,9 +227,10 @@ def test_reduce_overhead_compile_keeps_two_pass(inline, monkeypatch):
     """``torch.compile(mode="reduce-overhead")`` (inductor's CUDA graphs: warm-up runs in the graphs'
     memory pool, then capture, then replays) runs two-pass throughout and matches eager, with the
     opaque op and with W4A16 traced into the graph."""
-    from nvfp4_triton import TwoPassConfig, gemm, ops
+    from nvfp4_triton import TwoPassConfig, gemm
+    from nvfp4_triton import inline as inline_module
 
-    monkeypatch.setattr(ops, "INLINE_COMPILED", inline)
+    monkeypatch.setattr(inline_module, "INLINE_COMPILED", inline)
     torch._dynamo.reset()
     model = torch.nn.Sequential(
         NVFP4Linear.from_linear(torch.nn.Linear(1024, 3072, dtype=torch.bfloat16, device="cuda")),

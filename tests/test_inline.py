@@ -17,9 +17,9 @@ TRACE = textwrap.dedent("""
     import json, torch
     from torch._functorch.aot_autograd import aot_module_simplified
     from torch._higher_order_ops.triton_kernel_wrap import kernel_side_table
-    from nvfp4_triton import Fp8Config, TwoPassConfig, fp8, gemm, ops, quantize, scratch
+    from nvfp4_triton import Fp8Config, TwoPassConfig, fp8, gemm, inline, ops, quantize, scratch
 
-    assert ops.INLINE_COMPILED
+    assert inline.INLINE_COMPILED
     gemm.tuner.lookup = lambda key: TwoPassConfig()  # the tuner cannot time kernels on meta tensors
     gemm.fp8_tuner.lookup = lambda key: Fp8Config()
     w = quantize(torch.randn(512, 256))

@@ -2,7 +2,7 @@
 
 Compiles the full-size FLUX.1-dev transformer per variant, one after the other in this process:
 BF16; a library mode with the opaque ops (the default); and the same mode traced into the graph
-(``-inline``: ``ops.INLINE_COMPILED``, what ``NVFP4_TRITON_INLINE_COMPILE=1`` turns on). Modes:
+(``-inline``: ``inline.INLINE_COMPILED``, what ``NVFP4_TRITON_INLINE_COMPILE=1`` turns on). Modes:
 w4a16, fp8 (``activation="fp8"``), fp8-resident. For each it prints the host time to the first
 Triton launch, the host time, the step time (median of 10, GPU waited for after each), the
 back-to-back time, and the rel L2 of an ``-inline`` output from its mode's opaque-op output.
@@ -17,12 +17,12 @@ HERE = Path(__file__).resolve()
 sys.path[:0] = [str(HERE.parents[2]), str(HERE.parents[1] / "startup_s8")]
 
 from bench_flux import build_variant  # noqa: E402
-from nvfp4_triton import ops  # noqa: E402
+from nvfp4_triton import inline  # noqa: E402
 from startup import compare_compiled  # noqa: E402  (times the first-kernel delay, host and step)
 
 
 def build(name, args):
-    ops.INLINE_COMPILED = name.endswith("-inline")  # read while dynamo traces
+    inline.INLINE_COMPILED = name.endswith("-inline")  # read while dynamo traces
     return build_variant(name.removesuffix("-inline"), args)
 
 

@@ -1,0 +1,87 @@
+"""Layers traced into torch.compile's graph instead of called as opaque ops (experimental, opt-in).
+
+In a compiled FLUX step the opaque ``ops`` cost 60-130 us more host time per call than an
+``nn.Linear``, and compiled W4A16's speed follows that host time (bench/NOTES.md, session 9).
+Traced, a layer's config is chosen once, while dynamo traces (``gemm.plan_gemm``), our kernels
+become launches in inductor's generated code (``launch.Kernel`` records them for a fake tensor),
+and cuBLAS's GEMMs are graph ops, as in the BF16 model. ``ops.call_op`` and ``ops.call_fp8_op``
+route here when ``INLINE_COMPILED`` is on.
+"""
+
+from __future__ import annotations
+
+import operator
+import os
+
+import torch
+from torch.utils._python_dispatch import _disable_current_modes
+
+from .gemm import from_rows, plan_gemm, planned_config, to_rows, w4a8_gemm, w4a16_gemm
+from .launch import interpreter_active
+
+INLINE_ENV = "NVFP4_TRITON_INLINE_COMPILE"
+INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() == "1" and not interpreter_active()
+"""Experimental, off by default: under torch.compile on a GPU, trace the W4A16, W4A8 and
+FP8-resident layers into the graph instead of calling the opaque ops (``w4a16_linear_inline``,
+``w4a8_linear_inline``, and ``torch._scaled_mm`` in ``ops.call_fp8_op``). Set ``NVFP4_TRITON_INLINE_COMPILE=1`` before importing
+nvfp4_triton. W4A16 was checked on single layers on an H200; nothing is timed on FLUX yet."""
+
+
+@torch.library.triton_op("nvfp4_triton::w4a16_linear_inline", mutates_args=())
+def w4a16_linear_inline(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    block_scale_bits: torch.Tensor,
+    global_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    gelu: bool,
+    plan: str,
+) -> torch.Tensor:
+    """``ops.w4a16_linear`` traced into the graph: the config named by ``plan`` runs as launches in
+    inductor's generated code, and two-pass's cuBLAS GEMM as a graph op."""
+    config = planned_config(plan)
+    return from_rows(w4a16_gemm(to_rows(x), packed, block_scale_bits, global_scale, bias, config, gelu=gelu), x)
+
+
+@torch.library.triton_op("nvfp4_triton::w4a8_linear_inline", mutates_args=())
+def w4a8_linear_inline(
+    x: torch.Tensor,
+    packed: torch.Tensor,
+    block_scale_bits: torch.Tensor,
+    global_scale: torch.Tensor,
+    multipliers: torch.Tensor,
+    column_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+    xq_bits: torch.Tensor,
+    row_scale: torch.Tensor,
+    plan: str,
+) -> torch.Tensor:
+    """``ops.w4a8_linear`` traced into the graph, given x's FP8 rows:
+    the E4M3 dequantization becomes a launch in inductor's code, ``torch._scaled_mm`` a graph op."""
+    config = planned_config(plan)
+    quantized = (xq_bits.view(torch.float8_e4m3fn), row_scale)
+    return from_rows(w4a8_gemm(to_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
+                               config, quantized=quantized), x)
+
+
+@torch.compiler.assume_constant_result
+def _plan(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
+          bias_dtype: torch.dtype | None) -> str:
+    """``gemm.plan_gemm``, run once while dynamo traces, its result a constant of the graph."""
+    with _disable_current_modes():  # tuning needs real tensors, whatever tracing mode is active
+        return plan_gemm(activation, m, n, k, dtype, device, bias_dtype)
+
+
+def call_planned(inline_op, activation: str | None, x: torch.Tensor, args: tuple,
+                 bias: torch.Tensor | None) -> torch.Tensor | None:
+    """``inline_op(x, *args, plan)`` with the plan for x's shape (``args[0]``: the packed codes),
+    or None for an empty x."""
+    # operator.index specializes a dim compiled as dynamic (dynamo guards on its value): the
+    # config depends on M. Another size then compiles another graph (up to dynamo's recompile
+    # limit, after which the frame runs eagerly).
+    n, k = operator.index(args[0].shape[0]), operator.index(x.shape[-1])
+    m = operator.index(x.numel()) // k
+    if not m:
+        return None
+    plan = _plan(activation, m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
+    return inline_op(x, *args, plan)
