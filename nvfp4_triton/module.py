@@ -152,8 +152,8 @@ class NVFP4Linear(nn.Module):
         super().__setattr__(name, value)
         # A weight buffer replaced by assignment: the FP8 scales derived from it must follow now,
         # because a compiled forward reads them as buffers and never rebuilds them.
-        if name in _QUANT_BUFFERS[:3] and self.__dict__.get("_activation") == "fp8":
-            buffers = [self._buffers.get(n) for n in _QUANT_BUFFERS[:3]]
+        if name in _WEIGHT_BUFFERS and self.__dict__.get("_activation") == "fp8":
+            buffers = [self._buffers.get(n) for n in _WEIGHT_BUFFERS]
             if all(b is not None and not b.is_meta and b.device == buffers[0].device for b in buffers):
                 self._fp8_scales_of(self.nvfp4_weight)
 
@@ -218,7 +218,8 @@ class NVFP4Linear(nn.Module):
         return self
 
 
-_QUANT_BUFFERS = ("weight", "weight_scale", "weight_scale_2", "input_scale")
+_WEIGHT_BUFFERS = ("weight", "weight_scale", "weight_scale_2")
+_QUANT_BUFFERS = (*_WEIGHT_BUFFERS, "input_scale")
 _FP8_SCALE_BUFFERS = ("fp8_multipliers", "fp8_column_scale")
 """Non-persistent: ``activation="fp8"``'s ``fp8.weight_scales`` of the weight, None in other modes."""
 

@@ -65,7 +65,7 @@ def _w4a8_linear_impl(
     row_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     return from_rows(w4a8_gemm(to_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
-                             gelu=gelu, quantized=_given_rows(xq_bits, row_scale)), x)
+                               gelu=gelu, quantized=_given_rows(xq_bits, row_scale)), x)
 
 
 def _fp8_linear_impl(
@@ -79,7 +79,7 @@ def _fp8_linear_impl(
 ) -> torch.Tensor:
     # The E4M3 weight travels as uint8 bits, like the block scales of the other ops.
     return from_rows(fp8_gemm(to_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias, gelu=gelu,
-                            quantized=_given_rows(xq_bits, row_scale)), x)
+                              quantized=_given_rows(xq_bits, row_scale)), x)
 
 
 def _given_rows(xq_bits: torch.Tensor | None, row_scale: torch.Tensor | None) -> tuple | None:
@@ -215,7 +215,7 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
     if inline.INLINE_COMPILED and op is _fp8_linear:  # cuBLAS only: plain graph ops
         w8_bits, column_scale, bias = args
         y = from_rows(fp8_gemm(to_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias,
-                             quantized=(xq, row_scale)), x)
+                               quantized=(xq, row_scale)), x)
     elif inline.INLINE_COMPILED and op is _w4a8_linear:
         y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, xq.view(torch.uint8), row_scale),
                                 bias=args[5])
