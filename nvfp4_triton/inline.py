@@ -37,8 +37,8 @@ def w4a16_linear_inline(
     gelu: bool,
     plan: str,
 ) -> torch.Tensor:
-    """``ops.w4a16_linear`` traced into the graph: the config named by ``plan`` runs as launches in
-    inductor's generated code, and two-pass's cuBLAS GEMM as a graph op."""
+    """``nvfp4_triton::w4a16_linear`` traced into the graph: the config named by ``plan`` runs as
+    launches in inductor's generated code, and two-pass's cuBLAS GEMM as a graph op."""
     config = planned_config(plan)
     return from_rows(w4a16_gemm(to_rows(x), packed, block_scale_bits, global_scale, bias, config, gelu=gelu), x)
 
@@ -56,7 +56,7 @@ def w4a8_linear_inline(
     row_scale: torch.Tensor,
     plan: str,
 ) -> torch.Tensor:
-    """``ops.w4a8_linear`` traced into the graph, given x's FP8 rows:
+    """``nvfp4_triton::w4a8_linear`` traced into the graph, given x's FP8 rows:
     the E4M3 dequantization becomes a launch in inductor's code, ``torch._scaled_mm`` a graph op."""
     config = planned_config(plan)
     quantized = (xq_bits.view(torch.float8_e4m3fn), row_scale)
