@@ -23,7 +23,7 @@ from . import fp8, scratch
 from .autotune import (FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, check_agreement, compile_scope,
                        m_bucket)
 from .cache.keys import kernel_source_hash
-from .act_quant import quantize_rows_fp8
+from .act_quant import quantize_activation_nvfp4, quantize_rows_fp8
 from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
@@ -63,6 +63,26 @@ def tuning_key(device: torch.device, dtype: torch.dtype, m: int, n: int, k: int,
     return device.index, dtype, m_bucket(m), n, k, has_bias
 
 
+def tuning_runner(activation: str | None, resident: str | None = None):
+    """``(tuner or None, run(x, weight, bias))``: one GEMM run the way a model in this mode runs it,
+    which tunes its shape if the tuner does not know it yet (``prewarm``, ``plan_gemm``)."""
+    if resident == "fp8":
+        def run(x, w, b):
+            multipliers, column = fp8.weight_scales(w)
+            fp8_gemm(x, fp8.dequantize_to_fp8(w.packed, w.block_scale, multipliers), column, b)
+        return None, run
+    if activation == "fp8":
+        def run(x, w, b):
+            w4a8_gemm(x, w.packed, w.block_scale, w.global_scale, *fp8.weight_scales(w), b)
+        return fp8_tuner, run
+    if activation == "nvfp4":
+        def run(x, w, b):
+            xq, _, _ = quantize_activation_nvfp4(x, w.global_scale)
+            w4a16_gemm(xq, w.packed, w.block_scale, w.global_scale, b)
+        return tuner, run
+    return tuner, lambda x, w, b: w4a16_gemm(x, w.packed, w.block_scale, w.global_scale, b)
+
+
 _planned: dict[str, GemmConfig] = {}
 
 
@@ -77,17 +97,13 @@ def plan_gemm(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype
     admits its dense weight, and the kernel sources. ``planned_config(name)`` gives the config
     back. Tuning needs real inputs of the shape: torch.compile traces with tensors that have no values.
     """
-    which, scratch_dtype = (fp8_tuner, torch.float8_e4m3fn) if activation == "fp8" else (tuner, dtype)
+    which, run = tuning_runner(activation)
     key = tuning_key(device, dtype, m, n, k, bias_dtype is not None)
     if which.lookup(key) is None:
-        w = random_weight(n, k, device)
-        x = torch.randn(m, k, device=device, dtype=dtype)
         bias = None if bias_dtype is None else torch.randn(n, device=device, dtype=bias_dtype)
-        if activation == "fp8":
-            w4a8_gemm(x, w.packed, w.scale_bits, w.global_scale, *fp8.weight_scales(w), bias)
-        else:
-            w4a16_gemm(x, w.packed, w.scale_bits, w.global_scale, bias)
+        run(torch.randn(m, k, device=device, dtype=dtype), random_weight(n, k, device), bias)
     config = which.lookup(key)
+    scratch_dtype = torch.float8_e4m3fn if activation == "fp8" else dtype
     name = f"{activation or 'w4a16'} {config!r} scratch={scratch.admits(n, k, scratch_dtype)} " \
            f"kernels={kernel_source_hash()}"
     _planned[name] = config

@@ -211,16 +211,14 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
     if not torch.compiler.is_compiling():
         return call_op(op, x, *args, gelu)
     xq, row_scale = fp8.quantize_rows(to_rows(x))
+    quantized = (xq.view(torch.uint8), row_scale)
     y = None
-    if inline.INLINE_COMPILED and op is _fp8_linear:  # cuBLAS only: plain graph ops
-        w8_bits, column_scale, bias = args
-        y = from_rows(fp8_gemm(to_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias,
-                               quantized=(xq, row_scale)), x)
+    if inline.INLINE_COMPILED and op is _fp8_linear:  # cuBLAS only: its plain torch code becomes graph ops
+        y = _fp8_linear_impl(x, *args, False, *quantized)
     elif inline.INLINE_COMPILED and op is _w4a8_linear:
-        y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, xq.view(torch.uint8), row_scale),
-                                bias=args[5])
+        y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, *quantized), bias=args[5])
     if y is None:
-        y = op(x, *args, False, xq.view(torch.uint8), row_scale)
+        y = op(x, *args, False, *quantized)
     return torch.nn.functional.gelu(y, approximate="tanh") if gelu else y
 
 

@@ -63,28 +63,6 @@ def count_compilations() -> Iterator[list[int]]:
         knobs.compilation.listener = previous
 
 
-def _mode_runner(activation: str | None, resident: str | None):
-    """(tuner or None, fn(x, weight, bias)) running one GEMM the way the model will in this mode."""
-    from . import fp8, gemm
-    from .act_quant import quantize_activation_nvfp4
-
-    if resident == "fp8":
-        def run(x, w, b):
-            multipliers, column = fp8.weight_scales(w)
-            gemm.fp8_gemm(x, fp8.dequantize_to_fp8(w.packed, w.block_scale, multipliers), column, b)
-        return None, run
-    if activation == "fp8":
-        def run(x, w, b):
-            gemm.w4a8_gemm(x, w.packed, w.block_scale, w.global_scale, *fp8.weight_scales(w), b)
-        return gemm.fp8_tuner, run
-    if activation == "nvfp4":
-        def run(x, w, b):
-            xq, _, _ = quantize_activation_nvfp4(x, w.global_scale)
-            gemm.w4a16_gemm(xq, w.packed, w.block_scale, w.global_scale, b)
-        return gemm.tuner, run
-    return gemm.tuner, lambda x, w, b: gemm.w4a16_gemm(x, w.packed, w.block_scale, w.global_scale, b)
-
-
 def prewarm(
     plan: ShapePlan,
     dtypes: tuple[torch.dtype, ...] = (torch.bfloat16,),
@@ -107,7 +85,7 @@ def prewarm(
     from .weight import random_weight
 
     check_mode(activation, resident, "prewarm")
-    tuner, run = _mode_runner(activation, resident)
+    tuner, run = gemm.tuning_runner(activation, resident)
     empty = Tuner("none")  # stands in for modes that tune nothing
     tuner = tuner or empty
 
