@@ -17,6 +17,7 @@ import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
 from .gemm import from_rows, plan_gemm, planned_config, to_rows, w4a8_gemm, w4a16_gemm
+from .kernel_analysis import share_analysis
 from .launch import interpreter_active
 
 INLINE_ENV = "NVFP4_TRITON_INLINE_COMPILE"
@@ -69,6 +70,7 @@ def w4a8_linear_inline(
 def _plan(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
           bias_dtype: torch.dtype | None) -> str:
     """``gemm.plan_gemm``, run once while dynamo traces, its result a constant of the graph."""
+    share_analysis()  # else torch analyses our kernels at every call site: minutes for FLUX
     with _disable_current_modes():  # tuning needs real tensors, whatever tracing mode is active
         return plan_gemm(activation, m, n, k, dtype, device, bias_dtype)
 

@@ -1,6 +1,7 @@
 """GPU-only checks: FLUX-sized GEMMs, torch.compile with inductor, CUDA-graph capture and replay."""
 
 import json
+import re
 import subprocess
 import sys
 import textwrap
@@ -110,6 +111,33 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
     assert_matches_reference(compiled, x, layer.nvfp4_weight, layer.bias, gelu=gelu,
                              rounded_weight=kernels == {"nvfp4_dequant_kernel"})
+
+
+def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
+    """Traced, torch works out what a kernel writes by compiling it to TTIR, more than once per call
+    site (pytorch/pytorch#193227): minutes for FLUX's ~500 layers. Four same-shape layers must cost
+    one TTIR at most (none if an earlier test analysed the same signature), and run right."""
+    from torch._higher_order_ops import triton_kernel_wrap
+    from torch._inductor.utils import run_and_get_code
+
+    from nvfp4_triton import TwoPassConfig, gemm, inline
+
+    monkeypatch.setattr(inline, "INLINE_COMPILED", True)
+    monkeypatch.setattr(gemm.tuner, "lookup", lambda key: TwoPassConfig())
+    generated = []
+    generate = triton_kernel_wrap.generate_ttir
+    monkeypatch.setattr(triton_kernel_wrap, "generate_ttir", lambda *a: generated.append(1) or generate(*a))
+    torch._dynamo.reset()
+    layers = torch.nn.Sequential(*(NVFP4Linear.from_linear(torch.nn.Linear(1024, 1024, dtype=torch.bfloat16,
+                                                                           device="cuda")) for _ in range(4)))
+    x = torch.randn(512, 1024, device="cuda", dtype=torch.bfloat16)
+    with torch.no_grad():
+        eager = layers(x)
+        compiled, (code,) = run_and_get_code(torch.compile(layers, fullgraph=True), x)
+    launches = re.findall(r"nvfp4_dequant_kernel\w*\.run\(", code)
+    assert len(launches) == 4, [line for line in code.splitlines() if "nvfp4_dequant_kernel" in line]
+    assert len(generated) <= 1
+    torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
 
 
 @pytest.mark.parametrize("resident", [False, True])

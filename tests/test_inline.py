@@ -116,3 +116,53 @@ def test_the_plan_in_the_graph_names_what_decides_the_launches(traced, mode):
 
 def test_dynamic_shapes_get_a_graph_per_m(traced):
     assert len(traced["dynamic"]["plans"]) == 2 and traced["dynamic"]["shapes"] == [[40, 512], [300, 512]]
+
+
+def test_kernel_analysis_is_shared_only_between_launches_that_torch_cannot_tell_apart():
+    """Torch's analysis of a traced launch (what the kernel writes) is shared between call sites
+    only where torch would compile the same TTIR: same kernel of ours, dtypes and argument values."""
+    import types
+
+    import sympy
+    import torch
+    from torch._subclasses.fake_tensor import FakeTensorMode
+
+    from nvfp4_triton import kernel_analysis
+    from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel
+
+    with FakeTensorMode():
+        a, b = torch.empty(8, dtype=torch.bfloat16), torch.empty(64, 2, dtype=torch.bfloat16)
+        c = torch.empty(8, dtype=torch.float16)
+    calls = []
+
+    def analyse(kernel, kwargs, tma_descriptor_metadata):
+        calls.append(kwargs)
+        return {"writes": ["out"]}
+
+    shared = kernel_analysis._shared(analyse)
+    first = shared(nvfp4_dequant_kernel, {"out": a, "n": 64, "m": sympy.Symbol("s0")}, {})
+    again = shared(nvfp4_dequant_kernel, {"out": b, "n": 64, "m": sympy.Symbol("s1")}, {})
+    assert len(calls) == 1 and again == first and again is not first  # each caller gets its own copy
+    for kwargs in ({"out": c, "n": 64, "m": 2}, {"out": a, "n": 65, "m": 2}, {"out": a, "n": 64, "m": 2.0},
+                   {"out": a, "n": 64, "m": 2, "extra": None}):
+        shared(nvfp4_dequant_kernel, kwargs, {})
+    assert len(calls) == 5
+    shared(nvfp4_dequant_kernel, {"out": b, "n": 65, "m": 2}, {})  # as the second of those
+    assert len(calls) == 5
+
+    # Torch wraps the kernel in a new autotuner at each call site; its config's arguments count.
+    def wrapped(**config):
+        return types.SimpleNamespace(fn=nvfp4_dequant_kernel, configs=[types.SimpleNamespace(kwargs=config)])
+
+    shared(wrapped(), {"out": b, "n": 65, "m": 2}, {})
+    shared(wrapped(BLOCK=16), {"out": b, "n": 65, "m": 2}, {})
+    shared(wrapped(BLOCK=16), {"out": b, "n": 65, "m": 2}, {})
+    assert len(calls) == 6
+
+    # Never shared: a kernel that is not ours, TMA descriptors, arguments of unknown kinds.
+    assert kernel_analysis.signature(analyse, {"out": a}, {}) is None
+    assert kernel_analysis.signature(nvfp4_dequant_kernel, {"out": a}, {"out": ("stable", ([16],))}) is None
+    assert kernel_analysis.signature(nvfp4_dequant_kernel, {"out": a, "n": [64]}, {}) is None
+    for _ in range(2):
+        shared(nvfp4_dequant_kernel, {"out": a, "n": [64]}, {})
+    assert len(calls) == 8
