@@ -31,11 +31,11 @@ def _argument_key(value: object) -> object:
         return "symbolic"  # torch traces the kernel with a constant in its place
     if isinstance(value, (FakeTensor, TensorBox)):
         return "tensor", value.dtype if isinstance(value, FakeTensor) else value.get_dtype()
-    if isinstance(value, torch.Tensor):  # a real tensor reaches Triton as it is
+    if type(value) in (torch.Tensor, torch.nn.Parameter):  # a real tensor reaches Triton as it is
         return "tensor", value.dtype, value.data_ptr() % 16 == 0
     if isinstance(value, _PLAIN):
         return type(value), value
-    raise TypeError(type(value))
+    raise TypeError(type(value))  # other tensor subclasses too: unknown what torch hands Triton for them
 
 
 def signature(kernel: object, kwargs: dict, *rest: object) -> tuple | None:

@@ -163,6 +163,9 @@ def test_kernel_analysis_is_shared_only_between_launches_that_torch_cannot_tell_
     assert kernel_analysis.signature(analyse, {"out": a}, {}) is None
     assert kernel_analysis.signature(nvfp4_dequant_kernel, {"out": a}, {"out": ("stable", ([16],))}) is None
     assert kernel_analysis.signature(nvfp4_dequant_kernel, {"out": a, "n": [64]}, {}) is None
+    subclass = type("Wrapped", (torch.Tensor,), {})  # e.g. a functional tensor: what Triton gets is unknown
+    assert kernel_analysis.signature(nvfp4_dequant_kernel, {"out": torch.ones(2).as_subclass(subclass)}, {}) is None
+    assert kernel_analysis.signature(nvfp4_dequant_kernel, {"out": torch.ones(2)}, {}) is not None
     for _ in range(2):
         shared(nvfp4_dequant_kernel, {"out": a, "n": [64]}, {})
     assert len(calls) == 8
