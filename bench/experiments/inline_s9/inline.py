@@ -5,7 +5,8 @@ BF16; a library mode with the opaque ops (the default); and the same mode traced
 (``-inline``: ``inline.INLINE_COMPILED``, what ``NVFP4_TRITON_INLINE_COMPILE=1`` turns on). Modes:
 w4a16, fp8 (``activation="fp8"``), fp8-resident. For each it prints the host time to the first
 Triton launch, the host time, the step time (median of 10, GPU waited for after each), the
-back-to-back time, and the rel L2 of an ``-inline`` output from its mode's opaque-op output.
+back-to-back time, the rel L2 of an ``-inline`` output from its mode's opaque-op output (when
+that ran first), the peak memory and the seconds taken (``startup.compare_compiled``).
 
     PYTHONPATH=. python3 bench/experiments/inline_s9/inline.py bf16 w4a16 w4a16-inline
     PYTHONPATH=. python3 bench/experiments/inline_s9/inline.py bf16 fp8 fp8-inline fp8-resident fp8-resident-inline

@@ -59,7 +59,8 @@ def steps(fn, args, runs=10):
 def compare_compiled(names, build, reference=lambda name: "w4a16", label_width=18):
     """Per variant: ``build(name, args)`` makes its model, which is compiled and timed; one line each
     with ``steps``, the back-to-back loop time and the output's rel L2 from variant
-    ``reference(name)``, when that ran before it, and the seconds it took to compile and time."""
+    ``reference(name)``, when that ran before it, the peak memory while compiling and timing it,
+    and the seconds that took."""
     from bench_flux import inputs, time_forward
 
     args = inputs((1024, 1024), 1)
@@ -68,9 +69,11 @@ def compare_compiled(names, build, reference=lambda name: "w4a16", label_width=1
         model = build(name, args)
         torch._dynamo.reset()
         fn = torch.compile(model)
+        torch.cuda.reset_peak_memory_stats()
         began = time.perf_counter()
         _, _, loop, out = time_forward(fn, args, runs=10)  # compiles, warms up, then times steps back to back
         seconds = time.perf_counter() - began
+        peak = torch.cuda.max_memory_allocated() / 2**30
         ref = reference(name)
         if ref == name or ref not in outputs:
             outputs[name] = out.float()
@@ -78,7 +81,7 @@ def compare_compiled(names, build, reference=lambda name: "w4a16", label_width=1
         else:
             diff = f"{float((out.float() - outputs[ref]).norm() / outputs[ref].norm()):.1e}"
         print(f"{name:{label_width}} {steps(fn, args)}, loop {loop:6.1f} ms, rel L2 from {ref} {diff}, "
-              f"{seconds:.0f} s", flush=True)
+              f"peak {peak:.2f} GiB, {seconds:.0f} s", flush=True)
         del model, fn, out
         torch.cuda.empty_cache()
 
