@@ -116,7 +116,8 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
 def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
     """Traced, torch works out what a kernel writes by compiling it to TTIR, more than once per call
     site (pytorch/pytorch#193227): minutes for FLUX's ~500 layers. Four same-shape layers must cost
-    one TTIR at most (none if an earlier test analysed the same signature), and run right."""
+    one TTIR, and run right. Torch's compile caches are off here: a graph they hand back needs no
+    analysis at all, and passed this test in session 10 without showing anything."""
     from torch._higher_order_ops import triton_kernel_wrap
     from torch._inductor.utils import run_and_get_code
 
@@ -124,6 +125,7 @@ def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
 
     monkeypatch.setattr(inline, "INLINE_COMPILED", True)
     monkeypatch.setattr(gemm.tuner, "lookup", lambda key: TwoPassConfig())
+    monkeypatch.setattr(torch._inductor.config, "force_disable_caches", True)
     generated = []
     generate = triton_kernel_wrap.generate_ttir
     monkeypatch.setattr(triton_kernel_wrap, "generate_ttir", lambda *a: generated.append(1) or generate(*a))
@@ -136,7 +138,7 @@ def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
         compiled, (code,) = run_and_get_code(torch.compile(layers, fullgraph=True), x)
     launches = re.findall(r"nvfp4_dequant_kernel\w*\.run\(", code)
     assert len(launches) == 4, [line for line in code.splitlines() if "nvfp4_dequant_kernel" in line]
-    assert len(generated) <= 1
+    assert len(generated) == 1  # this process's first analysis of the signature: no other test has N = K = 1024
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
 
 
