@@ -4,7 +4,7 @@ When torch.compile traces a ``wrap_triton`` launch, torch compiles the kernel to
 arguments it writes, at more than one stage and for every call site (pytorch/pytorch#193227, open).
 Our layers traced into the graph (``inline``) made that the bulk of compiling FLUX: on an H200
 host, a cut-down transformer of 52 layers cost 110 TTIRs of 0.14 s each, and the full one did not
-compile in 6 minutes. The answer depends only on what torch feeds Triton: the JIT kernel, the
+compile in 5 minutes. The answer depends only on what torch feeds Triton: the JIT kernel, the
 tensors' dtypes (fake tensors become empty ones), and the other arguments' values, symbolic sizes
 replaced by a constant. So call sites that agree on those can share it: 7 TTIRs for a model of
 twice that size. ``share_analysis`` does that, for our own kernels only.
