@@ -2,8 +2,9 @@
 
 In sessions 9 and 10 the full-size W4A16 transformer with ``NVFP4_TRITON_INLINE_COMPILE=1`` did not
 finish compiling in the 3-5.5 minutes the calls left it (BF16: 90 s). This works on a cut-down
-transformer, the first ``--double`` and ``--single`` blocks, and counts each TTIR that torch compiles to analyse one of
-our kernels (``nvfp4_triton.kernel_analysis``), with the signature it would be shared under.
+transformer, the first ``--double`` and ``--single`` blocks, and counts each TTIR that torch
+compiles to analyse one of our kernels (``nvfp4_triton.kernel_analysis``), with the signature it
+would be shared under.
 
 - default: compile BF16, then W4A16 opaque and traced (after one eager forward tuned every shape),
   and print each compile's seconds, the TTIR count, the distinct signatures and a cProfile of
