@@ -25,8 +25,9 @@ INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() == "1" and not interpre
 """Experimental, off by default: under torch.compile on a GPU, trace the W4A16, W4A8 and
 FP8-resident layers into the graph instead of calling the opaque ops (``w4a16_linear_inline``,
 ``w4a8_linear_inline``, and ``torch._scaled_mm`` in ``ops.call_fp8_op``). Set
-``NVFP4_TRITON_INLINE_COMPILE=1`` before importing nvfp4_triton. W4A16 was checked on single
-layers on an H200; nothing is timed on FLUX yet."""
+``NVFP4_TRITON_INLINE_COMPILE=1`` before importing nvfp4_triton. Checked on single W4A16 and
+fp8 layers on an H200 and timed on a cut-down FLUX (bench/RESULTS.md, session 10); the full
+transformer is not timed yet."""
 
 
 @torch.library.triton_op("nvfp4_triton::w4a16_linear_inline", mutates_args=())
