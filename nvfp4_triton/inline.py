@@ -1,4 +1,4 @@
-"""Layers traced into torch.compile's graph instead of called as opaque ops (experimental, opt-in).
+"""Layers traced into torch.compile's graph instead of called as opaque ops (the default on a GPU).
 
 In a compiled FLUX step the opaque ``ops`` cost 60-130 us more host time per call than an
 ``nn.Linear``, and compiled W4A16's speed follows that host time (bench/NOTES.md, session 9).
@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import operator
 import os
+import warnings
 
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
@@ -21,13 +22,15 @@ from .kernel_analysis import share_analysis
 from .launch import interpreter_active
 
 INLINE_ENV = "NVFP4_TRITON_INLINE_COMPILE"
-INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() == "1" and not interpreter_active()
-"""Experimental, off by default: under torch.compile on a GPU, trace the W4A16, W4A8 and
-FP8-resident layers into the graph instead of calling the opaque ops (``w4a16_linear_inline``,
-``w4a8_linear_inline``, and ``torch._scaled_mm`` in ``ops.call_fp8_op``). Set
-``NVFP4_TRITON_INLINE_COMPILE=1`` before importing nvfp4_triton. Checked on single W4A16 and
-fp8 layers on an H200 and timed on a cut-down FLUX (bench/RESULTS.md, session 10); the full
-transformer is not timed yet."""
+INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() != "0" and not interpreter_active()
+"""On by default: under torch.compile on a GPU, trace the W4A16, W4A8 and FP8-resident layers
+into the graph instead of calling the opaque ops (``w4a16_linear_inline``,
+``w4a8_linear_inline``, and ``torch._scaled_mm`` in ``ops.call_fp8_op``).
+``NVFP4_TRITON_INLINE_COMPILE=0``, set before importing nvfp4_triton, keeps the opaque ops. They
+are kept too where this torch has no analysis for ``kernel_analysis`` to share (compiling FLUX
+would take many minutes). On a full FLUX step on an H200 it cut the host time of both modes;
+compiled W4A16 measured 0.951-0.973x of BF16 (opaque: 0.926-0.960x on earlier machine starts) and
+fp8 1.22-1.25x (opaque: 1.26x in the same process; bench/RESULTS.md, session 11)."""
 
 
 @torch.library.triton_op("nvfp4_triton::w4a16_linear_inline", mutates_args=())
@@ -68,10 +71,20 @@ def w4a8_linear_inline(
 
 
 @torch.compiler.assume_constant_result
+def _analysis_shared() -> bool:
+    """``kernel_analysis.share_analysis()``, run while dynamo traces (it patches a torch module).
+    Without it torch analyses our kernels at every call site: minutes for FLUX."""
+    if share_analysis():
+        return True
+    warnings.warn("nvfp4_triton: this torch has no kernel analysis that nvfp4_triton.kernel_analysis can share; "
+                  "compiled layers call the opaque ops instead of being traced into the graph", stacklevel=2)
+    return False
+
+
+@torch.compiler.assume_constant_result
 def _plan(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype, device: torch.device,
           bias_dtype: torch.dtype | None) -> str:
     """``gemm.plan_gemm``, run once while dynamo traces, its result a constant of the graph."""
-    share_analysis()  # else torch analyses our kernels at every call site: minutes for FLUX
     with _disable_current_modes():  # tuning needs real tensors, whatever tracing mode is active
         return plan_gemm(activation, m, n, k, dtype, device, bias_dtype)
 
@@ -79,13 +92,13 @@ def _plan(activation: str | None, m: int, n: int, k: int, dtype: torch.dtype, de
 def call_planned(inline_op, activation: str | None, x: torch.Tensor, args: tuple,
                  bias: torch.Tensor | None) -> torch.Tensor | None:
     """``inline_op(x, *args, plan)`` with the plan for x's shape (``args[0]``: the packed codes),
-    or None for an empty x."""
+    or None where the opaque op must run: an empty x, or a torch whose analysis cannot be shared."""
     # operator.index specializes a dim compiled as dynamic (dynamo guards on its value): the
     # config depends on M. Another size then compiles another graph (up to dynamo's recompile
     # limit, after which the frame runs eagerly).
     n, k = operator.index(args[0].shape[0]), operator.index(x.shape[-1])
     m = operator.index(x.numel()) // k
-    if not m:
+    if not m or not _analysis_shared():
         return None
     plan = _plan(activation, m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
     return inline_op(x, *args, plan)

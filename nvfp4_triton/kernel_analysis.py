@@ -77,12 +77,18 @@ def _shared(analyse):
     return analyse_once
 
 
-def share_analysis() -> None:
+def share_analysis() -> bool:
     """Make torch analyse each of our kernel signatures once per process (idempotent). Call sites
-    look the analysis up as a module attribute at call time, so replacing it reaches all of them."""
+    look the analysis up as a module attribute at call time, so replacing it reaches all of them.
+    False where this torch has none of the known analysis functions."""
     from torch._higher_order_ops import triton_kernel_wrap
 
+    found = False
     for name in _ANALYSES:
         analyse = getattr(triton_kernel_wrap, name, None)
-        if analyse is not None and not getattr(analyse, "shared_by_nvfp4_triton", False):
+        if analyse is None:
+            continue
+        found = True
+        if not getattr(analyse, "shared_by_nvfp4_triton", False):
             setattr(triton_kernel_wrap, name, _shared(analyse))
+    return found

@@ -5,8 +5,8 @@ traces through it and CUDA graphs can capture it:
 ``torch.ops.nvfp4_triton.w4a16_linear`` (activations as they are), ``w4a8_linear`` (FP8
 activations), ``w4a4_linear`` (NVFP4 activations, Blackwell emulation), and ``fp8_linear``
 (weights converted to FP8 at load time, ``FP8Linear``). The ops are inference-only: they have no
-autograd formula, and the public entry points refuse inputs that require grad. Experimental:
-torch.compile can trace the layers into its graph instead (``inline``).
+autograd formula, and the public entry points refuse inputs that require grad. By default on a
+GPU, torch.compile traces the W4A16 and FP8 layers into its graph instead (``inline``).
 """
 
 from __future__ import annotations

@@ -66,7 +66,13 @@ def test_two_pass_strategy_at_flux_sizes(m, n, k):
     assert_matches_reference(y, x, q, bias, rounded_weight=True)
 
 
-def test_inductor_compiles_a_model_without_graph_breaks():
+@pytest.mark.parametrize("traced", [True, False])
+def test_inductor_compiles_a_model_without_graph_breaks(traced, monkeypatch):
+    """Both ways torch.compile can take our layers: traced into its graph (the default) and as
+    opaque ops (``NVFP4_TRITON_INLINE_COMPILE=0``)."""
+    from nvfp4_triton import inline
+
+    monkeypatch.setattr(inline, "INLINE_COMPILED", traced)
     torch._dynamo.reset()
     model = torch.nn.Sequential(
         NVFP4Linear.from_linear(torch.nn.Linear(256, 512, dtype=torch.bfloat16, device="cuda")),
@@ -83,7 +89,7 @@ def test_inductor_compiles_a_model_without_graph_breaks():
 @pytest.mark.parametrize("m, gelu, strategy", [(1, False, "tuned"), (3, True, "tuned"), (512, True, "two-pass"),
                                                (4096, False, "two-pass"), (512, True, "two-pass, no scratch")])
 def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypatch):
-    """With ``NVFP4_TRITON_INLINE_COMPILE=1``, a compiled W4A16 layer is no opaque call: inductor's
+    """Traced (the default under torch.compile), a compiled W4A16 layer is no opaque call: inductor's
     generated code launches our kernels itself (two-pass's cuBLAS GEMM as a graph op), without
     copying the weight, and the output matches eager's. With the scratch limit at 0, two-pass stays
     off there too, also right after a graph of the same layer was compiled with it on."""
@@ -144,7 +150,7 @@ def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
 
 @pytest.mark.parametrize("resident", [False, True])
 def test_inductor_traces_fp8_layers_into_its_graph(resident, monkeypatch):
-    """With ``NVFP4_TRITON_INLINE_COMPILE=1``, compiled ``activation="fp8"`` and FP8-resident layers
+    """Traced (the default under torch.compile), compiled ``activation="fp8"`` and FP8-resident layers
     make no opaque call either (``torch._scaled_mm`` is a graph op), and match eager: the same FP8
     rows and GEMM, with GELU rounded by inductor instead of our epilogue."""
     from torch._inductor.utils import run_and_get_code
@@ -166,15 +172,19 @@ def test_inductor_traces_fp8_layers_into_its_graph(resident, monkeypatch):
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
 
 
-def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager():
+@pytest.mark.parametrize("traced", [True, False])
+def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager(traced, monkeypatch):
     """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses,
-    and applies GELU in the graph; the block must stay as close to exact NVFP4 math as eager is.
+    and applies GELU in the graph; the block must stay as close to exact NVFP4 math as eager is,
+    with the layers traced into the graph or as opaque ops.
 
     Not bitwise: inductor's norm and GELU round differently in bf16, and each difference can flip an
     FP8 rounding (measured on an H200: compiled and eager 1.5e-2 apart, each about 3e-2 from exact).
     """
+    from nvfp4_triton import inline
     from nvfp4_triton.fusion import fuse_gelu
 
+    monkeypatch.setattr(inline, "INLINE_COMPILED", traced)
     torch._dynamo.reset()
     torch.manual_seed(0)
     block = torch.nn.Module()

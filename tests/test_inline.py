@@ -1,4 +1,4 @@
-"""Tracing layers into torch.compile's graph (``NVFP4_TRITON_INLINE_COMPILE=1``), checked without a GPU.
+"""Tracing layers into torch.compile's graph (the default on a GPU), checked without a GPU.
 
 Meta tensors stand in for CUDA ones: dynamo and AOTAutograd trace the layer as they would on a
 GPU, and the test reads both graphs. (Running the traced kernels needs a GPU: tests/test_gpu.py.)
@@ -169,3 +169,34 @@ def test_kernel_analysis_is_shared_only_between_launches_that_torch_cannot_tell_
     for _ in range(2):
         shared(nvfp4_dequant_kernel, {"out": a, "n": [64]}, {})
     assert len(calls) == 8
+
+
+@pytest.mark.parametrize("setting, interpreted, on", [(None, "0", True), ("1", "0", True), ("0", "0", False),
+                                                      (None, "1", False)])
+def test_tracing_is_the_default_on_a_gpu_and_the_variable_turns_it_off(setting, interpreted, on):
+    env = python_env(TRITON_INTERPRET=interpreted)
+    env.pop("NVFP4_TRITON_INLINE_COMPILE", None)
+    if setting is not None:
+        env["NVFP4_TRITON_INLINE_COMPILE"] = setting
+    code = "from nvfp4_triton import inline; print(inline.INLINE_COMPILED)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip() == str(on)
+
+
+def test_layers_stay_opaque_where_torch_has_no_analysis_to_share(monkeypatch):
+    """A torch without the analysis ``kernel_analysis`` replaces would spend minutes compiling
+    FLUX's traced layers, so the layer keeps its opaque op there, and the user is told why."""
+    import torch
+    from torch._higher_order_ops import triton_kernel_wrap
+
+    from nvfp4_triton import inline, kernel_analysis, quantize
+
+    for name in kernel_analysis._ANALYSES:
+        monkeypatch.delattr(triton_kernel_wrap, name, raising=False)
+    assert not kernel_analysis.share_analysis()
+    w = quantize(torch.randn(64, 32))
+    x = torch.randn(3, 32, dtype=torch.bfloat16)
+    with pytest.warns(UserWarning, match="opaque ops"):
+        assert inline.call_planned(inline.w4a16_linear_inline, None, x, (w.packed, w.scale_bits, w.global_scale, None),
+                                   bias=None) is None
