@@ -9,7 +9,9 @@ Each variant builds the BF16 FluxTransformer2DModel from the bundled config with
 GPU, converts it layer by layer (so two copies never coexist), then measures:
 - the median latency of one forward over ``--runs`` runs after warm-up, eager and under
   ``torch.compile`` (default settings or ``--compile-mode``, the same for every variant), with
-  dynamo's graph-break count and, under reduce-overhead, how many graphs inductor left uncaptured;
+  dynamo's graph-break count and, under reduce-overhead, how many graphs inductor left uncaptured.
+  Compiled NVFP4 layers are traced into inductor's graph (``nvfp4_triton.inline``) unless
+  ``NVFP4_TRITON_INLINE_COMPILE=0`` keeps the opaque ops; the JSON records which (``traced_layers``);
 - peak GPU memory during a forward, and the transformer's weight bytes;
 - the output's error against BF16 (relative L2, cosine), from the BF16 output saved under --work;
 - the CUDA time split of one forward, eager and compiled (torch.profiler): cuBLAS GEMMs, our
@@ -53,7 +55,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from diffusers import FluxTransformer2DModel  # noqa: E402
 
-from nvfp4_triton import FP8Linear, NVFP4Linear  # noqa: E402
+from nvfp4_triton import FP8Linear, NVFP4Linear, inline  # noqa: E402
 from nvfp4_triton.fusion import fuse_gelu  # noqa: E402
 from nvfp4_triton.shapes import QKV_GROUPS, RECIPES, is_excluded, load_config  # noqa: E402
 
@@ -334,7 +336,8 @@ def main() -> int:
     opts.work.mkdir(parents=True, exist_ok=True)
     env = {"gpu": torch.cuda.get_device_name(), "torch": torch.__version__,
            "triton": __import__("triton").__version__, "diffusers": __import__("diffusers").__version__,
-           "resolution": opts.resolution, "batch": opts.batch, "runs": opts.runs}
+           "resolution": opts.resolution, "batch": opts.batch, "runs": opts.runs,
+           "traced_layers": inline.INLINE_COMPILED}
     failed = []
     if len(opts.variants) > 1:
         print(json.dumps(env), flush=True)
