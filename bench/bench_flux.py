@@ -1,6 +1,7 @@
 """End to end: one full-size FLUX.1-dev transformer forward (one denoising step), BF16 against NVFP4 modes.
 
-    python bench/bench_flux.py [--variants bf16 w4a16 ...] [--resolution 1024x1024] [--batch 1]
+    python bench/bench_flux.py [--variants bf16 w4a16 ...] [--activation none|fp8|nvfp4]
+                               [--resolution 1024x1024] [--batch 1]
                                [--runs 10] [--no-compile] [--compile-mode MODE] [--fuse-qkv]
                                [--host-profile] [--work DIR] [--json PATH]
 
@@ -25,7 +26,10 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
 
 Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
 fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
-on the benchmark input itself). All NVFP4 variants fuse GELU-tanh into its GEMM. ``--fuse-qkv``
+on the benchmark input itself); fp8-mixed and w4a4-mixed (those modes on the mixed recipe, not in
+the default list). ``--activation fp8|nvfp4`` runs the W4A16 variants in that mode instead
+(``--variants bf16 w4a16-mixed --activation nvfp4``: BF16 and the mixed recipe under Blackwell
+emulation). All NVFP4 variants fuse GELU-tanh into its GEMM. ``--fuse-qkv``
 joins every q/k/v group into one linear (diffusers' fused projections, the separate layers
 removed) before quantizing, for every variant BF16 included, so that each NVFP4 group gets one
 global scale, as the groups ``fusion.fuse_qkv`` joins in a checkpoint have. Run bf16 first
@@ -66,7 +70,13 @@ VARIANTS = {
     "fp8": dict(recipe="modelopt", activation="fp8"),
     "fp8-resident": dict(recipe="modelopt", resident="fp8"),
     "w4a4": dict(recipe="modelopt", activation="nvfp4"),
+    "fp8-mixed": dict(recipe="mixed", activation="fp8"),
+    "w4a4-mixed": dict(recipe="mixed", activation="nvfp4"),
 }
+DEFAULT_VARIANTS = ["bf16", "w4a16", "w4a16-mixed", "fp8", "fp8-resident", "w4a4"]
+WITH_ACTIVATION = {"fp8": {"w4a16": "fp8", "w4a16-mixed": "fp8-mixed"},
+                   "nvfp4": {"w4a16": "w4a4", "w4a16-mixed": "w4a4-mixed"}}
+"""What ``--activation`` turns the W4A16 variants into: the same recipe with that activation mode."""
 OURS = ("w4a16_gemm_kernel", "w4a16_gemv_kernel", "nvfp4_dequant_kernel", "fp8_row_quant_kernel",
         "nvfp4_act_quant_kernel")
 
@@ -316,7 +326,10 @@ def run_each_in_own_process(opts) -> tuple[list[dict], list[str]]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", choices=list(VARIANTS), default=DEFAULT_VARIANTS)
+    parser.add_argument("--activation", choices=["none", *WITH_ACTIVATION], default="none",
+                        help="run the W4A16 variants with this activation mode instead: fp8 makes w4a16 and "
+                             "w4a16-mixed into fp8 and fp8-mixed, nvfp4 (Blackwell emulation) into w4a4 and w4a4-mixed")
     parser.add_argument("--resolution", default="1024x1024")
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--runs", type=int, default=10)
@@ -330,6 +343,8 @@ def main() -> int:
     parser.add_argument("--json", type=Path, help="merge the rows into this JSON file")
     parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)  # a child's rows, for its parent
     opts = parser.parse_args()
+    renamed = WITH_ACTIVATION.get(opts.activation, {})
+    opts.variants = list(dict.fromkeys(renamed.get(name, name) for name in opts.variants))
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU")
     resolution = tuple(int(v) for v in opts.resolution.lower().split("x"))
