@@ -16,7 +16,7 @@ from hypothesis import given, settings, strategies as st
 
 from nvfp4_triton import Fp8Config, NVFP4Linear, TileConfig, TwoPassConfig, fp8, nvfp4_linear, quantize
 from nvfp4_triton import format as fmt
-from nvfp4_triton.act_quant import ONE_TILE_MAX_K, quantize_activation_nvfp4, quantize_rows_fp8
+from nvfp4_triton.act_quant import ONE_TILE_MAX_K, fp8_operands, quantize_activation_nvfp4, quantize_rows_fp8
 from nvfp4_triton.gemm import dequantize_into, w4a8_gemm, w4a16_gemm
 from nvfp4_triton.module import FP8Linear
 from nvfp4_triton.weight import NVFP4Weight
@@ -189,6 +189,41 @@ def test_fp8_dequant_kernel_matches_reference(device, n, k):
     dequantize_into(out, q.packed, q.block_scale.view(torch.uint8), mult, Fp8Config(32, 64, 2))
     ref = fp8.dequantize_to_fp8(q.packed, q.block_scale, mult)
     assert torch.equal(out.view(torch.uint8), ref.view(torch.uint8))
+
+
+@settings(max_examples=10)
+@given(seed=st.integers(0, 2**31), m=st.integers(1, 20), n=st.integers(1, 70), k_blocks=st.integers(1, 40),
+       config=st.sampled_from([Fp8Config(), Fp8Config(32, 64, 2), Fp8Config(1, 32, 1)]))
+def test_one_launch_fp8_operands_match_the_separate_kernels(device, seed, m, n, k_blocks, config):
+    """``fp8_operands`` (one grid: x's rows, then weight tiles) writes exactly what the row quantizer
+    and the E4M3 dequantization write, every row and tile included (outputs start poisoned)."""
+    g = torch.Generator().manual_seed(seed)
+    k = 16 * k_blocks
+    x = (torch.randn(m, k, generator=g) * 10.0 ** (torch.rand(m, 1, generator=g) * 6 - 3)).to(torch.bfloat16)
+    x[::4] = 0
+    q = quantize(torch.randn(n, k, generator=g) * 3).to(device)
+    mult = fp8.row_multipliers(q.block_scale)
+    w8 = torch.full((n, k), 0x7F, dtype=torch.uint8, device=device).view(torch.float8_e4m3fn)  # E4M3 NaN
+    xq, row_scale = fp8_operands(x.to(device), w8, q.packed, q.block_scale.view(torch.uint8), mult, config)
+    ref_q, ref_scale = fp8.quantize_rows(x)
+    assert torch.equal(row_scale.cpu(), ref_scale)
+    assert torch.equal(xq.cpu().view(torch.uint8), ref_q.view(torch.uint8))
+    ref_w8 = fp8.dequantize_to_fp8(q.packed, q.block_scale, mult)
+    assert torch.equal(w8.view(torch.uint8), ref_w8.view(torch.uint8))
+
+
+def test_one_launch_fp8_operands_sweep_rows_too_long_for_one_tile(device):
+    torch.manual_seed(4)
+    x = torch.randn(2, ONE_TILE_MAX_K + 32, dtype=torch.bfloat16) * torch.tensor([[1e-2], [30.0]])
+    x[1, -1] = 700.0  # the row's amax in its last, partial tile
+    q = quantize(torch.randn(5, x.shape[1])).to(device)
+    mult = fp8.row_multipliers(q.block_scale)
+    w8 = torch.empty(q.shape, dtype=torch.float8_e4m3fn, device=device)
+    xq, row_scale = fp8_operands(x.to(device), w8, q.packed, q.block_scale.view(torch.uint8), mult, Fp8Config())
+    ref_q, ref_scale = fp8.quantize_rows(x)
+    assert torch.equal(row_scale.cpu(), ref_scale)
+    assert torch.equal(xq.cpu().view(torch.uint8), ref_q.view(torch.uint8))
+    assert torch.equal(w8.view(torch.uint8), fp8.dequantize_to_fp8(q.packed, q.block_scale, mult).view(torch.uint8))
 
 
 def _fp8_reference(x, q, bias):

@@ -82,13 +82,24 @@ def fp8_row_quant_kernel(
     BLOCK_K: tl.constexpr,
     ONE_TILE: tl.constexpr,
 ):
-    """Quantize one row (token) of x to E4M3 bits (``xq_ptr``: uint8) with scale ``amax / 448``; grid (M,).
+    """Quantize one row (token) of x per program to E4M3 bits (``xq_ptr``: uint8); grid (M,). See ``fp8_row``."""
+    fp8_row(x_ptr, xq_ptr, scale_ptr, tl.program_id(0).to(tl.int64), K, stride_xm, BIT_MATH, BLOCK_K, ONE_TILE)
+
+
+@triton.jit
+def fp8_row(
+    x_ptr, xq_ptr, scale_ptr,
+    row, K, stride_xm,
+    BIT_MATH: tl.constexpr,
+    BLOCK_K: tl.constexpr,
+    ONE_TILE: tl.constexpr,
+):
+    """Quantize row ``row`` (int64) of x to E4M3 bits with scale ``amax / 448``.
 
     ``clamp(x * (1 / scale), +-448)`` rounded to E4M3; an all-zero row gets scale 1. ONE_TILE
     (``K <= BLOCK_K``) keeps the row in registers between its amax and its quantization, so it is
     read from memory once; longer rows are swept twice. BIT_MATH: see ``_e4m3``.
     """
-    row = tl.program_id(0).to(tl.int64)
     offs = tl.arange(0, BLOCK_K)
     if ONE_TILE:
         x = tl.load(x_ptr + row * stride_xm + offs, mask=offs < K, other=0.0).to(tl.float32)

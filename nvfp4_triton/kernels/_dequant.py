@@ -28,8 +28,20 @@ def nvfp4_dequant_kernel(
     ``factor_ptr``: one fp32 per row with PER_ROW, else one fp32 for the whole matrix. BIT_MATH:
     see ``_e4m3`` (E4M3 output only).
     """
-    offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
-    k0 = tl.program_id(1) * BLOCK_K
+    dequant_tile(packed_ptr, scale_ptr, factor_ptr, out_ptr, N, K, tl.program_id(0), tl.program_id(1),
+                 PER_ROW, BIT_MATH, BLOCK_N, BLOCK_K)
+
+
+@triton.jit
+def dequant_tile(
+    packed_ptr, scale_ptr, factor_ptr, out_ptr,
+    N, K, tile_n, tile_k,
+    PER_ROW: tl.constexpr, BIT_MATH: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+):
+    """Write tile ``(tile_n, tile_k)`` of the dense weight (arguments as in ``nvfp4_dequant_kernel``)."""
+    offs_n = tile_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    k0 = tile_k * BLOCK_K
     offs_kh = k0 // 2 + tl.arange(0, BLOCK_K // 2)
     offs_ks = k0 // 16 + tl.arange(0, BLOCK_K // 16)
     offs_k = k0 + tl.arange(0, BLOCK_K)
