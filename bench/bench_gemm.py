@@ -1,6 +1,6 @@
 """Time nvfp4_linear's strategies and modes against cuBLAS BF16 (F.linear on the dequantized weight).
 
-    python bench/bench_gemm.py [--shapes flux|small|all] [--modes two_pass w4a16 fp8 ...] [--json PATH]
+    python bench/bench_gemm.py [--shapes flux|small|all] [--modes two_pass w4a16 fp8 ...] [--parts] [--json PATH]
 
 Columns: forced two-pass, tuned W4A16 ("ours", with the strategy the tuner chose and its % of the
 regime's measured ceiling), activation="fp8" (tuned), FP8 two-pass with full-precision accumulation,
@@ -16,6 +16,10 @@ weights are read from HBM as in a real forward and host overhead is left out: th
 The W4A16 column is also timed eagerly (``w4a16_eager``), host overhead included. Ratios above 1
 mean NVFP4 is faster. Each shape is also
 checked against the float64 product with the dequantized weight before it is timed.
+
+``--parts`` also times the FP8 modes' pieces alone: the weight's E4M3 dequantization (per call
+in ``activation="fp8"`` only), the per-token activation quantizer, and cuBLAS's FP8 GEMM on
+inputs already quantized; and the ratios the GEMM alone would reach, the ceiling of both modes.
 """
 
 from __future__ import annotations
@@ -41,6 +45,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from flux_shapes import SHAPE_SETS  # noqa: E402
 
 from nvfp4_triton import __version__, fp8, gemm, nvfp4_linear, quantize  # noqa: E402
+from nvfp4_triton.act_quant import quantize_rows_fp8  # noqa: E402
 from nvfp4_triton.autotune import autotune_enabled, benchmark_ms  # noqa: E402
 from nvfp4_triton.module import FP8Linear, NVFP4Linear  # noqa: E402
 from nvfp4_triton.scratch import scratch_bytes  # noqa: E402
@@ -93,7 +98,7 @@ def measure_ceilings() -> dict:
     return {"bf16_tflops": 2 * 8192**3 / mm_ms * 1e-9, "copy_gbps": 2 * 2**30 / copy_ms * 1e-6}
 
 
-def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceilings: dict) -> dict:
+def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceilings: dict, parts: bool) -> dict:
     gen = torch.Generator(device="cuda").manual_seed(m * 7 + n * 3 + k)
     w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16, generator=gen)
     q = quantize(w)
@@ -130,6 +135,8 @@ def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceil
         if mode == "w4a16":
             row["w4a16_eager_ms"] = do_bench(calls[mode], warmup=25, rep=100, return_mode="median")
     del ref
+    if parts:
+        row["fp8_parts_ms"] = time_fp8_parts(x, q, bias, scales)
     key = (x.device.index, x.dtype, gemm.m_bucket(m), n, k, True)
     suffix = "" if autotune_enabled() else " (default config)"
     if "w4a16" in modes:
@@ -143,6 +150,30 @@ def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceil
     if "fp8" in modes:
         row["fp8_strategy"] = describe(gemm.fp8_tuner.lookup(key)) + suffix
     return row
+
+
+def time_fp8_parts(x: torch.Tensor, q, bias: torch.Tensor, scales: tuple[torch.Tensor, torch.Tensor]) -> dict:
+    """GPU ms of each piece of the FP8 paths alone, with the library's default dequantize tile."""
+    multipliers, column_scale = scales
+    w8 = fp8.dequantize_to_fp8(q.packed, q.block_scale, multipliers)
+    xq, row_scale = quantize_rows_fp8(x)
+    fast = x.shape[0] >= gemm.FAST_ACCUM_MIN_M
+    return {
+        "dequant": benchmark_ms(lambda: gemm.dequantize_into(w8, q.packed, q.scale_bits, multipliers, Fp8Config())),
+        "quant": benchmark_ms(lambda: quantize_rows_fp8(x)),
+        "mm": benchmark_ms(lambda: torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column_scale, bias=bias,
+                                                    out_dtype=x.dtype, use_fast_accum=fast)),
+    }
+
+
+def _print_parts(rows: list[dict]) -> None:
+    print("FP8 pieces alone (GPU ms): dequant = weight to E4M3 (activation='fp8' only), quant = x per token, "
+          "mm = cuBLAS FP8 GEMM; 'mm only' = bf16 ms / mm ms, the ceiling of both FP8 modes")
+    print(f"{'shape':34} {'M':>5} {'N':>6} {'K':>6} {'bf16':>8} {'dequant':>8} {'quant':>8} {'mm':>8} {'mm only':>8}")
+    for r in rows:
+        p = r["fp8_parts_ms"]
+        print(f"{r['label']:34} {r['M']:5} {r['N']:6} {r['K']:6} {r['bf16_ms']:8.4f} {p['dequant']:8.4f} "
+              f"{p['quant']:8.4f} {p['mm']:8.4f} {r['bf16_ms'] / p['mm']:8.3f}", flush=True)
 
 
 def _median(values: list[float]) -> float:
@@ -161,6 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shapes", choices=sorted(SHAPE_SETS), default="flux")
     parser.add_argument("--json", type=Path, help="write environment and rows to this JSON file")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES), help="columns to time")
+    parser.add_argument("--parts", action="store_true", help="also time the FP8 modes' pieces alone")
     args = parser.parse_args(argv)
     if not torch.cuda.is_available():
         parser.error("needs a CUDA GPU: timings under Triton's interpreter mean nothing")
@@ -175,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     mode_cols = " ".join(f"{mode + ' ms':>8} {'ratio':>6}" for mode in modes)
     print(f"{'shape':34} {'M':>5} {'N':>6} {'K':>6} {'bf16 ms':>8} {mode_cols} {'eager ms':>8} % ceil  W4A16 strategy")
     for label, m, n, k, _ in SHAPE_SETS[args.shapes]:
-        r = bench_shape(label, m, n, k, modes, ceilings)
+        r = bench_shape(label, m, n, k, modes, ceilings, args.parts)
         rows.append(r)
         _print_row(r, modes)
     print("relative L2 error vs exact NVFP4 x BF16 (median over shapes): " + ", ".join(
@@ -187,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
             print(f"geometric mean ratio, {regime}: " + ", ".join(
                 f"{mode} {float(torch.tensor([r[f'{mode}_ratio'] for r in sel]).log().nanmean().exp()):.3f}"
                 for mode in modes))
+    if args.parts:
+        _print_parts(rows)
     print(f"two-pass scratch held: {scratch_bytes() / 2**20:.0f} MiB")
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
