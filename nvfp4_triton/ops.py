@@ -194,22 +194,42 @@ def nvfp4_linear(
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
 
 
+GRAPH_QUANT_MAX_K = 4096
+"""Under torch.compile, FP8 layers with rows (``in_features``) up to this long have x quantized by
+graph ops, which inductor fuses into the kernel that produces x; longer rows are quantized by the
+op's own kernel. In a compiled FLUX step on an H200 (bench/RESULTS.md, session 12), inductor's
+fused GELU + concatenation + quantization of ``proj_out``'s 15360-long rows took 252 us a single
+block, where BF16's graph spends 108 us on the GELU and concatenation and our row quantizer 57 us
+on the result; likewise 150 us for ``ff.net.2``'s 12288-long rows against 62 + 42. The 3072-long
+rows after a norm cost inductor 12 us more than BF16's norm alone, no more than a separate pass
+of our quantizer would (13-16 us)."""
+
+
 def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
     """Run an FP8-path op (``w4a8_linear``, ``fp8_linear``; ``args`` up to its bias) with its GELU.
 
     In eager mode the op quantizes x itself and applies GELU right after its GEMM (cuBLAS's FP8
-    GEMM, ``torch._scaled_mm``, has no GELU epilogue). While torch.compile traces, both move into
-    the graph: x's rows are quantized by graph ops (``fp8.quantize_rows``), which inductor fuses
-    into the kernel that produced x (a norm, a GELU, a concatenation). Layers that share x (q, k, v)
-    still each get their own copy of the rows: nothing in the graph says the quantizations are the
-    same (bench/RESULTS.md, session 8). GELU becomes a graph op that inductor can fuse into whatever reads
-    the output next (in FLUX's single blocks, the concatenation before ``proj_out``). Shapes where
-    the op runs a W4A16 kernel (small M), whose epilogue would have applied GELU for free, then pay
-    a small separate GELU. With ``inline.INLINE_COMPILED`` the GEMM is traced into the graph as
-    well (``inline.w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm`` itself).
+    GEMM, ``torch._scaled_mm``, has no GELU epilogue). While torch.compile traces, GELU becomes a
+    graph op that inductor can fuse into whatever reads the output next (in FLUX's single blocks,
+    the concatenation before ``proj_out``); shapes where the op runs a W4A16 kernel (small M),
+    whose epilogue would have applied GELU for free, then pay a small separate GELU. x's rows:
+    - up to ``GRAPH_QUANT_MAX_K`` long, graph ops quantize them (``fp8.quantize_rows``), and
+      inductor fuses that into the kernel that produced x (a norm). Layers that share x (q, k, v)
+      each get their own copy of the rows: nothing in the graph says the quantizations are the
+      same (bench/RESULTS.md, session 8). With ``inline.INLINE_COMPILED`` the GEMM is traced into
+      the graph as well (``inline.w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm``
+      itself);
+    - longer, the op is called as it is in eager mode and quantizes them itself (for ``w4a8_linear``
+      in the launch that dequantizes the weight).
     """
     if not torch.compiler.is_compiling():
         return call_op(op, x, *args, gelu)
+    y = op(x, *args, False) if x.shape[-1] > GRAPH_QUANT_MAX_K else _call_fp8_with_graph_rows(op, x, args)
+    return torch.nn.functional.gelu(y, approximate="tanh") if gelu else y
+
+
+def _call_fp8_with_graph_rows(op, x: torch.Tensor, args: tuple) -> torch.Tensor:
+    """``op`` without its GELU, on x's rows quantized by graph ops; traced where ``inline`` allows."""
     xq, row_scale = fp8.quantize_rows(to_rows(x))
     quantized = (xq.view(torch.uint8), row_scale)
     y = None
@@ -217,9 +237,7 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
         y = _fp8_linear_impl(x, *args, False, *quantized)
     elif inline.INLINE_COMPILED and op is _w4a8_linear:
         y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, *quantized), bias=args[5])
-    if y is None:
-        y = op(x, *args, False, *quantized)
-    return torch.nn.functional.gelu(y, approximate="tanh") if gelu else y
+    return y if y is not None else op(x, *args, False, *quantized)
 
 
 RESIDENTS = (None, "fp8")

@@ -11,6 +11,7 @@ import torch
 from hypothesis import given, settings, strategies as st
 
 from nvfp4_triton import NVFP4Linear, nvfp4_linear, quantize
+from nvfp4_triton.ops import GRAPH_QUANT_MAX_K
 
 from .checks import assert_matches_reference
 from .subproc import python_env
@@ -174,9 +175,10 @@ def test_inductor_traces_fp8_layers_into_its_graph(resident, monkeypatch):
 
 @pytest.mark.parametrize("traced", [True, False])
 def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager(traced, monkeypatch):
-    """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses,
-    and applies GELU in the graph; the block must stay as close to exact NVFP4 math as eager is,
-    with the layers traced into the graph or as opaque ops.
+    """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses
+    (``proj_mlp``, 1024-long rows) or in the op (``proj_out``, rows longer than
+    ``GRAPH_QUANT_MAX_K``), and applies GELU in the graph; the block must stay as close to exact
+    NVFP4 math as eager is, with the layers traced into the graph or as opaque ops.
 
     Not bitwise: inductor's norm and GELU round differently in bf16, and each difference can flip an
     FP8 rounding (measured on an H200: compiled and eager 1.5e-2 apart, each about 3e-2 from exact).
@@ -188,9 +190,10 @@ def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager(traced,
     torch._dynamo.reset()
     torch.manual_seed(0)
     block = torch.nn.Module()
-    block.proj_mlp = NVFP4Linear.from_linear(torch.nn.Linear(1024, 3072, dtype=torch.bfloat16, device="cuda"))
+    block.proj_mlp = NVFP4Linear.from_linear(torch.nn.Linear(1024, 4096, dtype=torch.bfloat16, device="cuda"))
     block.act_mlp = torch.nn.GELU(approximate="tanh")
-    block.proj_out = NVFP4Linear.from_linear(torch.nn.Linear(4096, 1024, dtype=torch.bfloat16, device="cuda"))
+    block.proj_out = NVFP4Linear.from_linear(torch.nn.Linear(5120, 1024, dtype=torch.bfloat16, device="cuda"))
+    assert block.proj_out.in_features > GRAPH_QUANT_MAX_K >= block.proj_mlp.in_features
     block.norm = torch.nn.LayerNorm(1024, dtype=torch.bfloat16, device="cuda")
     block.forward = lambda x: block.proj_out(torch.cat([x, block.act_mlp(block.proj_mlp(block.norm(x)))], dim=-1))
     for layer in (block.proj_mlp, block.proj_out):

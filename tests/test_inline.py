@@ -28,11 +28,20 @@ TRACE = textwrap.dedent("""
     packed, bits, scale, multipliers, column_scale, w8 = (
         t.to("meta") for t in (w.packed, w.scale_bits, w.global_scale, multipliers, column_scale, w8))
     bias = torch.randn(512, dtype=torch.bfloat16, device="meta")
+    wide = quantize(torch.randn(64, ops.GRAPH_QUANT_MAX_K + 16))  # rows that the op quantizes itself
+    wide_multipliers, wide_column = fp8.weight_scales(wide)
+    wide_w8 = fp8.dequantize_to_fp8(wide.packed, wide.block_scale, wide_multipliers).view(torch.uint8)
+    wide_packed, wide_bits, wide_scale, wide_multipliers, wide_column, wide_w8 = (
+        t.to("meta") for t in (wide.packed, wide.scale_bits, wide.global_scale, wide_multipliers, wide_column, wide_w8))
     layers = {
         "w4a16": lambda x: ops.call_op(ops._w4a16_linear, x, packed, bits, scale, bias, False),
         "w4a8": lambda x: ops.call_fp8_op(ops._w4a8_linear, x, packed, bits, scale, multipliers, column_scale, bias,
                                           gelu=True),
         "fp8-resident": lambda x: ops.call_fp8_op(ops._fp8_linear, x, w8, column_scale.view(1, -1), bias, gelu=True),
+        "w4a8-wide": lambda x: ops.call_fp8_op(ops._w4a8_linear, x, wide_packed, wide_bits, wide_scale, wide_multipliers,
+                                               wide_column, None, gelu=True),
+        "fp8-resident-wide": lambda x: ops.call_fp8_op(ops._fp8_linear, x, wide_w8, wide_column.view(1, -1), None,
+                                                       gelu=True),
     }
 
     def kernel_name(node):
@@ -41,7 +50,7 @@ TRACE = textwrap.dedent("""
             kernel = kernel.fn
         return kernel.__name__
 
-    def trace(layer, limit):
+    def trace(layer, limit, k):
         scratch.set_scratch_limit(limit)
         seen = {}
 
@@ -58,11 +67,12 @@ TRACE = textwrap.dedent("""
         torch._dynamo.reset()
         with torch.no_grad():
             y = torch.compile(layer, backend=backend, fullgraph=True)(
-                torch.randn(2, 40, 256, dtype=torch.bfloat16, device="meta"))
+                torch.randn(2, 40, k, dtype=torch.bfloat16, device="meta"))
         seen["shape"] = list(y.shape)
         return seen
 
-    results = {mode: [trace(layer, None), trace(layer, 0)] for mode, layer in layers.items()}
+    results = {mode: [trace(layer, limit, wide.shape[1] if mode.endswith("wide") else 256) for limit in (None, 0)]
+               for mode, layer in layers.items()}
 
     # Compiled with dynamic shapes, each M still gets its own graph and plan (the config depends on M).
     plans, shapes = [], []
@@ -102,6 +112,17 @@ def test_compiled_layer_is_traced_into_the_graph(traced, mode, dequantizes):
         assert no_scratch["kernels"] == ["w4a16_gemm_kernel"]  # two-pass off: the fused kernel
     else:
         assert admitted["kernels"] == no_scratch["kernels"] == []
+
+
+@pytest.mark.parametrize("mode, op", [("w4a8-wide", "w4a8_linear"), ("fp8-resident-wide", "fp8_linear")])
+def test_compiled_fp8_layer_with_long_rows_quantizes_them_itself(traced, mode, op):
+    """Rows longer than ``GRAPH_QUANT_MAX_K`` reach the op unquantized: no FP8 rows in the graph,
+    the op (eager's path, which quantizes x itself), then GELU as a graph op."""
+    for seen in traced[mode]:
+        assert seen["shape"] == [2, 40, 64]
+        assert f"nvfp4_triton.{op}.default" in seen["ops"], seen["ops"]
+        assert not any("amax" in name or "float8" in name for name in seen["ops"]), seen["ops"]
+        assert "aten.gelu.default" in seen["ops"] and seen["kernels"] == []
 
 
 @pytest.mark.parametrize("mode", ["w4a16", "w4a8"])
