@@ -73,7 +73,10 @@ def tuning_runner(activation: str | None, resident: str | None = None):
         return None, run
     if activation == "fp8":
         def run(x, w, b):
-            w4a8_gemm(x, w.packed, w.block_scale, w.global_scale, *fp8.weight_scales(w), b)
+            scales = fp8.weight_scales(w)
+            w4a8_gemm(x, w.packed, w.block_scale, w.global_scale, *scales, b)
+            # Compiled graphs quantize x themselves and pass the rows: the weight is then dequantized alone.
+            w4a8_gemm(x, w.packed, w.block_scale, w.global_scale, *scales, b, quantized=fp8.quantize_rows(x))
         return fp8_tuner, run
     if activation == "nvfp4":
         def run(x, w, b):

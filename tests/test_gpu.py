@@ -384,6 +384,8 @@ def test_first_use_tunes_and_a_fresh_process_reuses_everything(private_cache):
 
 
 def test_prewarm_in_fp8_mode_tunes_the_fp8_keys(private_cache):
+    """After ``prewarm --activation fp8``, a fresh process runs the FP8 GEMMs both ways (eager, and
+    with x's rows given as compiled graphs give them) without tuning or compiling anything."""
     env = python_env(NVFP4_TRITON_CACHE_DIR=str(private_cache), NVFP4_TRITON_AUTOTUNE="1")
     cmd = [sys.executable, "-m", "nvfp4_triton.prewarm", "--recipe", "mixed", "--resolution", "512x512",
            "--activation", "fp8", "--require-gpu"]
@@ -391,6 +393,27 @@ def test_prewarm_in_fp8_mode_tunes_the_fp8_keys(private_cache):
     assert first.returncode == 0 and "4 tuned" in first.stdout, first.stdout + first.stderr[-3000:]
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
     assert "0 tuned, 4 read from cache, 0 kernels compiled" in again.stdout, again.stdout
+    fresh = _run(f"SHAPES = {PREWARMED_SHAPES}\n" + FIRST_FP8_OUTPUTS, private_cache)
+    assert fresh == {"tuned": 0, "compiled": 0}
+
+
+PREWARMED_SHAPES = [(1536, 3072, 3072), (1536, 3072, 15360), (1024, 3072, 3072), (512, 3072, 3072)]
+"""The GEMMs of ``prewarm --recipe mixed --resolution 512x512``."""
+
+FIRST_FP8_OUTPUTS = textwrap.dedent("""
+    import json, torch
+    from nvfp4_triton import fp8, gemm, quantize
+    from nvfp4_triton.prewarm import count_compilations
+    with count_compilations() as compiled:
+        for m, n, k in SHAPES:
+            q = quantize(torch.randn(n, k, device="cuda"))
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            b = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+            args = (x, q.packed, q.block_scale, q.global_scale, *fp8.weight_scales(q), b)
+            gemm.w4a8_gemm(*args)  # eager: quantizes x itself
+            gemm.w4a8_gemm(*args, quantized=fp8.quantize_rows(x))  # compiled graphs pass x's rows
+    print(json.dumps({"tuned": gemm.fp8_tuner.stats.tuned, "compiled": compiled[0]}))
+""")
 
 
 def test_prewarm_leaves_nothing_to_tune_or_compile(private_cache):
@@ -402,8 +425,7 @@ def test_prewarm_leaves_nothing_to_tune_or_compile(private_cache):
     assert "4 GEMM shapes x 1 dtype(s): 4 tuned" in first.stdout, first.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
     assert "0 tuned, 4 read from cache, 0 kernels compiled" in again.stdout, again.stdout
-    shapes = [(1536, 3072, 3072), (1536, 3072, 15360), (1024, 3072, 3072), (512, 3072, 3072)]
-    fresh = _run(f"SHAPES = {shapes}\n" + FIRST_OUTPUTS, private_cache)
+    fresh = _run(f"SHAPES = {PREWARMED_SHAPES}\n" + FIRST_OUTPUTS, private_cache)
     assert fresh["tuned"] == 0 and fresh["compiled"] == 0 and fresh["max_error"] < 4e-3
 
 
