@@ -193,10 +193,12 @@ def test_fp8_dequant_kernel_matches_reference(device, n, k):
 
 @settings(max_examples=10)
 @given(seed=st.integers(0, 2**31), m=st.integers(1, 20), n=st.integers(1, 70), k_blocks=st.integers(1, 40),
-       config=st.sampled_from([Fp8Config(), Fp8Config(32, 64, 2), Fp8Config(1, 32, 1)]))
-def test_one_launch_fp8_operands_match_the_separate_kernels(device, seed, m, n, k_blocks, config):
+       config=st.sampled_from([Fp8Config(), Fp8Config(32, 64, 2), Fp8Config(1, 32, 1)]),
+       layout=st.sampled_from(["contiguous", "rows of a wider tensor", "column-major"]))
+def test_one_launch_fp8_operands_match_the_separate_kernels(device, seed, m, n, k_blocks, config, layout):
     """``fp8_operands`` (one grid: x's rows, then weight tiles) writes exactly what the row quantizer
-    and the E4M3 dequantization write, every row and tile included (outputs start poisoned)."""
+    and the E4M3 dequantization write, every row and tile included (outputs start poisoned), for x
+    in any layout."""
     g = torch.Generator().manual_seed(seed)
     k = 16 * k_blocks
     x = (torch.randn(m, k, generator=g) * 10.0 ** (torch.rand(m, 1, generator=g) * 6 - 3)).to(torch.bfloat16)
@@ -204,7 +206,12 @@ def test_one_launch_fp8_operands_match_the_separate_kernels(device, seed, m, n, 
     q = quantize(torch.randn(n, k, generator=g) * 3).to(device)
     mult = fp8.row_multipliers(q.block_scale)
     w8 = torch.full((n, k), 0x7F, dtype=torch.uint8, device=device).view(torch.float8_e4m3fn)  # E4M3 NaN
-    xq, row_scale = fp8_operands(x.to(device), w8, q.packed, q.block_scale.view(torch.uint8), mult, config)
+    x_in = x.to(device)
+    if layout == "rows of a wider tensor":
+        x_in = torch.cat([x_in, torch.full_like(x_in[:, :16], float("nan"))], dim=1)[:, :k]
+    elif layout == "column-major":
+        x_in = x_in.t().contiguous().t()
+    xq, row_scale = fp8_operands(x_in, w8, q.packed, q.block_scale.view(torch.uint8), mult, config)
     ref_q, ref_scale = fp8.quantize_rows(x)
     assert torch.equal(row_scale.cpu(), ref_scale)
     assert torch.equal(xq.cpu().view(torch.uint8), ref_q.view(torch.uint8))
