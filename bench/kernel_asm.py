@@ -14,6 +14,7 @@ Arguments are specialized as Triton specializes them at a launch with the given 
     python bench/kernel_asm.py gemv --shape 1 18432 3072 --config 1 32 512 4
     python bench/kernel_asm.py fused --shape 4096 3072 3072 --config 128 128 64 8 4 4 --dump /tmp/asm
     python bench/kernel_asm.py fp8-quant --shape 4608 1 15360 --config 16384 8
+    python bench/kernel_asm.py fp8-operands --shape 512 3072 12288 --config 16 512 4
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ from triton.backends.compiler import GPUTarget
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nvfp4_triton.act_quant import row_quant_plan  # noqa: E402
 from nvfp4_triton.kernels._act_quant import fp8_row_quant_kernel  # noqa: E402
 from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel  # noqa: E402
+from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
 
@@ -71,8 +74,17 @@ def _fp8_quant(m, n, k, cfg):
     return fp8_row_quant_kernel, args, warps, 1, block_k
 
 
+def _fp8_operands(m, n, k, cfg):
+    bn, bk, warps = (cfg + [16, 512, 4][len(cfg):])
+    row_tile, one_tile, row_warps = row_quant_plan(k)
+    args = dict(x_ptr="*bf16", xq_ptr="*u8", row_scale_ptr="*fp32", packed_ptr="*u8", scale_ptr="*u8",
+                multiplier_ptr="*fp32", w8_ptr="*u8", M=m, N=n, K=k, stride_xm=k, BIT_MATH=False,
+                ROW_TILE=row_tile, ONE_TILE=one_tile, BLOCK_N=bn, BLOCK_K=bk)
+    return fp8_operands_kernel, args, max(warps, row_warps), 1, bn * bk  # the warps fp8_operands launches with
+
+
 KERNELS = {"fused": _fused, "gemv": _gemv, "dequant": _dequant("*bf16"), "dequant-fp8": _dequant("*u8"),
-           "fp8-quant": _fp8_quant}
+           "fp8-quant": _fp8_quant, "fp8-operands": _fp8_operands}
 
 
 def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int):
@@ -162,7 +174,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kernel", choices=sorted(KERNELS))
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 18432, 3072], metavar=("M", "N", "K"))
     parser.add_argument("--config", type=int, nargs="*", default=[],
-                        help="fused: BM BN BK warps stages group_m; gemv: BM BN BK warps; dequant: BN BK warps")
+                        help="fused: BM BN BK warps stages group_m; gemv: BM BN BK warps; dequant, fp8-operands: BN BK "
+                             "warps; fp8-quant: BLOCK_K warps")
     parser.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90 = Hopper)")
     parser.add_argument("--dump", type=Path, help="write the TTGIR, PTX and SASS into this folder")
     opts = parser.parse_args(argv)

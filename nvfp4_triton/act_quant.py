@@ -4,7 +4,8 @@
   the checkpoint's static ``input_scale``, exactly as ``format.quantize_activation`` computes them.
 - :func:`quantize_rows_fp8`: the W4A8 path. E4M3 values with one scale per token, exactly as
   ``fp8.quantize_rows`` computes them. :func:`fp8_operands` does the same and dequantizes the
-  weight to E4M3 in the same launch, for W4A8 calls that quantize x themselves.
+  weight to E4M3 in the same launch, for W4A8 calls that quantize x themselves (rows up to
+  ``ONE_LAUNCH_MAX_K`` long).
 """
 
 from __future__ import annotations
@@ -24,6 +25,12 @@ _NVFP4_TILE = (16, 128)  # (rows, columns) per program: 8 scale blocks of 16 per
 ONE_TILE_MAX_K = 16384
 """Longest row the FP8 quantizer holds in registers and reads once (FLUX's longest is 15360). On
 an H200 that cut its time per FLUX step from 10.3 to 7.8 ms (bench/RESULTS.md, session 6)."""
+ONE_LAUNCH_MAX_K = 4096
+"""Longest row for which :func:`fp8_operands` quantizes x and dequantizes the weight in one launch.
+Longer rows need the quantizer's 8-warp tile (79 registers a thread for 12288), and one grid runs
+every program with the registers of its costliest branch: the weight tiles, 32 registers alone,
+then fit 3 blocks an SM instead of 8 (``bench/kernel_asm.py fp8-operands``). On an H200 one
+launch saved 2.5 us at M = 512, K = 3072, and nothing at K = 12288 (bench/RESULTS.md, session 12)."""
 
 
 def quantize_activation_nvfp4(
@@ -54,7 +61,7 @@ def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-token E4M3 quantization of ``x[M, K]`` (``fp8.quantize_rows``'s math): ``(q [M, K], scale [M, 1])``."""
     x, xq, row_scale = _fp8_rows(x)
     m, k = x.shape
-    row_tile, one_tile, num_warps = _row_plan(k)
+    row_tile, one_tile, num_warps = row_quant_plan(k)
     if m:
         _fp8_quant((m,), x, xq.view(torch.uint8), row_scale, k, x.stride(0), BIT_MATH=interpreter_active(),
                    BLOCK_K=row_tile, ONE_TILE=one_tile, num_warps=num_warps)
@@ -64,11 +71,14 @@ def quantize_rows_fp8(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 def fp8_operands(x: torch.Tensor, w8: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor,
                  multipliers: torch.Tensor, cfg: Fp8Config) -> tuple[torch.Tensor, torch.Tensor]:
     """``quantize_rows_fp8(x)``, and the E4M3 weight written into ``w8[N, K]`` as ``gemm.dequantize_into``
-    writes it with per-row ``multipliers`` and ``cfg``'s tile, in one launch (``kernels._fp8_operands``)."""
+    writes it with per-row ``multipliers`` and ``cfg``'s tile, in one launch (``kernels._fp8_operands``).
+
+    Meant for rows up to ``ONE_LAUNCH_MAX_K`` long; longer ones work, but run slower than two launches.
+    """
     x, xq, row_scale = _fp8_rows(x)
     m, k = x.shape
     n = w8.shape[0]
-    row_tile, one_tile, row_warps = _row_plan(k)
+    row_tile, one_tile, row_warps = row_quant_plan(k)
     grid = (m + cdiv(n, cfg.block_n) * cdiv(k, cfg.block_k),)
     _fp8_both(grid, x, xq.view(torch.uint8), row_scale, packed, scale_bits, multipliers, w8.view(torch.uint8),
               m, n, k, x.stride(0), BIT_MATH=interpreter_active(), ROW_TILE=row_tile, ONE_TILE=one_tile,
@@ -84,7 +94,7 @@ def _fp8_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor
             torch.empty((m, 1), dtype=torch.float32, device=x.device))
 
 
-def _row_plan(k: int) -> tuple[int, bool, int]:
+def row_quant_plan(k: int) -> tuple[int, bool, int]:
     """``(BLOCK_K, ONE_TILE, num_warps)`` of the FP8 row quantizer for rows of ``k`` elements."""
     row_tile = 1 << (k - 1).bit_length()  # next power of two (triton's is a slow JIT call)
     if row_tile <= ONE_TILE_MAX_K:

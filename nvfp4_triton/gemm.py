@@ -5,7 +5,8 @@ Per shape, a tuner (``autotune``) picks a strategy and its config:
   (``GemvConfig``), or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``);
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer and quantize the activations per
-  token (one launch for both, unless x comes quantized), then cuBLAS's FP8 GEMM.
+  token (one launch for both, for rows up to ``act_quant.ONE_LAUNCH_MAX_K``, unless x comes
+  quantized), then cuBLAS's FP8 GEMM.
 Once a key is known that is one dictionary lookup per call, and the Triton kernels launch through
 ``launch.Kernel`` (Triton's own dispatch only on the first launch per layout, inside
 ``compile_scope`` so that whatever it compiles lands in the nvfp4_triton cache). ``gelu=True``
@@ -23,7 +24,7 @@ from . import fp8, scratch
 from .autotune import (FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, check_agreement, compile_scope,
                        m_bucket)
 from .cache.keys import kernel_source_hash
-from .act_quant import fp8_operands, quantize_activation_nvfp4, quantize_rows_fp8
+from .act_quant import ONE_LAUNCH_MAX_K, fp8_operands, quantize_activation_nvfp4, quantize_rows_fp8
 from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
@@ -211,9 +212,9 @@ def w4a8_gemm(
         if isinstance(cfg, Fp8Config):
             w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device, fresh=traced(x))
             if w8 is not None:
-                if quantized is None:
+                if quantized is None and k <= ONE_LAUNCH_MAX_K:
                     rows = fp8_operands(x, w8, packed, scale_bits, multipliers, cfg)
-                else:
+                else:  # fp8_gemm quantizes x if the caller did not
                     rows = quantized
                     dequantize_into(w8, packed, scale_bits, multipliers, cfg)
                 return fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst, quantized=rows)

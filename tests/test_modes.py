@@ -16,7 +16,8 @@ from hypothesis import given, settings, strategies as st
 
 from nvfp4_triton import Fp8Config, NVFP4Linear, TileConfig, TwoPassConfig, fp8, nvfp4_linear, quantize
 from nvfp4_triton import format as fmt
-from nvfp4_triton.act_quant import ONE_TILE_MAX_K, fp8_operands, quantize_activation_nvfp4, quantize_rows_fp8
+from nvfp4_triton.act_quant import (ONE_LAUNCH_MAX_K, ONE_TILE_MAX_K, fp8_operands, quantize_activation_nvfp4,
+                                   quantize_rows_fp8)
 from nvfp4_triton.gemm import dequantize_into, w4a8_gemm, w4a16_gemm
 from nvfp4_triton.module import FP8Linear
 from nvfp4_triton.weight import NVFP4Weight
@@ -265,10 +266,11 @@ def test_w4a8_gemm_multiplies_the_fp8_operands_exactly(device, seed, m, n, k_blo
     assert bool(((y.double() - ref).abs() <= bound).all())
 
 
-def test_w4a8_gemm_takes_rows_quantized_by_the_caller(device):
+@pytest.mark.parametrize("k", [96, ONE_LAUNCH_MAX_K + 16])  # x quantized in the weight's launch, or apart
+def test_w4a8_gemm_takes_rows_quantized_by_the_caller(device, k):
     """Under torch.compile, x's FP8 rows come from the graph (``fp8.quantize_rows``): the GEMM must
     use them as given, and give what it gives when it quantizes x itself."""
-    x, q, _ = _problem(5, 37, 48, 96, torch.bfloat16, False, device)
+    x, q, _ = _problem(5, 37, 48, k, torch.bfloat16, False, device)
     mult, column = fp8.weight_scales(q)
     config = Fp8Config(fast_accum=False)
     xq, row_scale = fp8.quantize_rows(x)
