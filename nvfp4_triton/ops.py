@@ -219,8 +219,8 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
       same (bench/RESULTS.md, session 8). With ``inline.INLINE_COMPILED`` the GEMM is traced into
       the graph as well (``inline.w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm``
       itself);
-    - longer, the op is called as it is in eager mode and quantizes them itself (for ``w4a8_linear``
-      in the launch that dequantizes the weight).
+    - longer, the op is called as it is in eager mode and quantizes them itself, with the row
+      quantizer kernel (``act_quant.quantize_rows_fp8``).
     """
     if not torch.compiler.is_compiling():
         return call_op(op, x, *args, gelu)
