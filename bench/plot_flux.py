@@ -53,8 +53,10 @@ def main(argv: list[str] | None = None) -> int:
         data = json.loads(path.read_text())
         env = data["environment"]
         merged.update({(r["variant"], r["compiled"]): r for r in data["rows"]})
-    title = (f"FLUX.1-dev transformer, {env['resolution']}, batch {env['batch']}, random weights - {env['gpu']}, "
-             f"torch {env['torch']}, Triton {env['triton']}")
+    fused = {r.get("fused_qkv", False) for r in merged.values()}  # older files predate the setting
+    setting = "" if fused == {False} else ", fused q/k/v" if fused == {True} else ", fused q/k/v in some rows"
+    title = (f"FLUX.1-dev transformer, {env['resolution']}, batch {env['batch']}{setting}, random weights - "
+             f"{env['gpu']}, torch {env['torch']}, Triton {env['triton']}")
     plot(list(merged.values()), title, args.out)
     print(f"wrote {args.out}")
     return 0
