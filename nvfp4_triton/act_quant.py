@@ -27,10 +27,12 @@ ONE_TILE_MAX_K = 16384
 an H200 that cut its time per FLUX step from 10.3 to 7.8 ms (bench/RESULTS.md, session 6)."""
 ONE_LAUNCH_MAX_K = 4096
 """Longest row for which :func:`fp8_operands` quantizes x and dequantizes the weight in one launch.
-Longer rows need the quantizer's 8-warp tile (79 registers a thread for 12288), and one grid runs
-every program with the registers of its costliest branch: the weight tiles, 32 registers alone,
-then fit 3 blocks an SM instead of 8 (``bench/kernel_asm.py fp8-operands``). On an H200 one
-launch saved 2.5 us at M = 512, K = 3072, and nothing at K = 12288 (bench/RESULTS.md, session 12)."""
+Longer rows need the quantizer's 8-warp tile, and one grid runs every program with the warps and
+registers of its costliest branch: for 12288-long rows 80 registers a thread, where the weight
+tiles alone take 32 with 4 warps (``bench/kernel_asm.py fp8-operands``). By those counts an SM
+holds 24 warps of the one grid against 64 of the dequantization alone (arithmetic, not measured).
+On an H200 one launch saved 2.5 us at M = 512, K = 3072, and nothing at K = 12288
+(bench/RESULTS.md, session 12)."""
 
 
 def quantize_activation_nvfp4(

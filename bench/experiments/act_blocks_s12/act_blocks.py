@@ -15,14 +15,20 @@ from nvfp4_triton import fp8, quantize
 E4M3_MAX = 448.0
 
 
-def quantize_blocks(x: torch.Tensor, block: int = 128) -> torch.Tensor:
-    """Dequantized per-1x``block`` E4M3 activations (same rounding as ``fp8.quantize_rows``, per block)."""
+def block_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Per-1x128 E4M3 activations: ``(q [M, K], scale [M, K/128])``, the formula of ``fp8.quantize_rows`` per block."""
     m, k = x.shape
-    xb = x.float().reshape(m, k // block, block)
+    xb = x.float().reshape(m, k // 128, 128)
     scale = xb.abs().amax(dim=-1, keepdim=True) / E4M3_MAX
     scale = torch.where(scale == 0, torch.ones_like(scale), scale)
     q = (xb * (1.0 / scale)).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
-    return (q.float() * scale).reshape(m, k)
+    return q.reshape(m, k), scale.reshape(m, k // 128)
+
+
+def quantize_blocks(x: torch.Tensor) -> torch.Tensor:
+    """``block_rows(x)`` dequantized."""
+    q, scale = block_rows(x)
+    return (q.float().reshape(*scale.shape, 128) * scale[..., None]).reshape(x.shape)
 
 
 def quantize_tokens(x: torch.Tensor) -> torch.Tensor:

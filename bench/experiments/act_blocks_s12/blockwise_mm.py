@@ -17,21 +17,11 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from act_blocks import E4M3_MAX, rel  # noqa: E402
+from act_blocks import block_rows, rel  # noqa: E402
 from flux_shapes import FLUX_1024  # noqa: E402
 
 from nvfp4_triton import fp8, quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms  # noqa: E402
-
-
-def block_rows(x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """Per-1x128 E4M3 activations: ``(q [M, K], scale [M, K/128])``, the formula of ``fp8.quantize_rows`` per block."""
-    m, k = x.shape
-    xb = x.float().reshape(m, k // 128, 128)
-    scale = xb.abs().amax(dim=-1, keepdim=True) / E4M3_MAX
-    scale = torch.where(scale == 0, torch.ones_like(scale), scale)
-    q = (xb * (1.0 / scale)).clamp(-E4M3_MAX, E4M3_MAX).to(torch.float8_e4m3fn)
-    return q.reshape(m, k), scale.reshape(m, k // 128)
 
 
 LAYOUTS = {"row-major scales": lambda t: t, "column-major scales": lambda t: t.t().contiguous().t()}
