@@ -24,7 +24,7 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 import triton
@@ -75,6 +75,11 @@ _GEMV = [(1, 32, 512, 4), (1, 16, 512, 4), (2, 32, 512, 4), (2, 16, 512, 4), (4,
 FLUX small-M shapes (bench/NOTES.md, v8); the per-block sums take block_m x block_n x block_k / 16
 fp32 values, at most 32 registers per thread."""
 
+_GEMV_SPLITS = (2, 4, 8)
+"""K splits timed beside each GEMV config above, where every slice keeps at least two K tiles: a
+``[3072, 12288]`` weight gives 96-192 programs unsplit, too few to fill an H200's 132 SMs with
+enough loads in flight."""
+
 
 def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig | GemvConfig]:
     """Configs worth timing for one key: fused tiles no larger than needed and fitting in shared memory,
@@ -82,6 +87,7 @@ def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[Tile
     k_cap = max(MIN_BLOCK_K, triton.next_power_of_2(k))
     gemv = [GemvConfig(bm, bn, min(bk, k_cap), w) for bm, bn, bk, w in _GEMV if bm <= max(bucket, 2)] \
         if bucket <= 4 else []
+    gemv += [replace(c, split_k=s) for c in gemv for s in _GEMV_SPLITS if -(-k // c.block_k) >= 2 * s]
     return [*_tile_candidates(bucket, n, k, max_shared), *dict.fromkeys(gemv)]
 
 

@@ -28,7 +28,7 @@ from .act_quant import ONE_LAUNCH_MAX_K, fp8_operands, quantize_activation_nvfp4
 from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
-from .kernels._w4a16_gemv import w4a16_gemv_kernel
+from .kernels._w4a16_gemv import w4a16_gemv_kernel, w4a16_gemv_reduce_kernel
 from .tiling import Fp8Config, GemmConfig, GemvConfig, TwoPassConfig, default_config, default_fp8_config
 from .weight import random_weight
 
@@ -36,6 +36,7 @@ tuner = Tuner("w4a16_gemm")
 fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8 vs W4A16: ~3.4e-2 apart
 _gemm_kernel = Kernel(w4a16_gemm_kernel)
 _gemv_kernel = Kernel(w4a16_gemv_kernel)
+_gemv_reduce_kernel = Kernel(w4a16_gemv_reduce_kernel)
 _dequant_kernel = Kernel(nvfp4_dequant_kernel)
 
 
@@ -281,14 +282,7 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
     y = _output(x, n, out)
     if isinstance(cfg, GemvConfig):
         if packed.is_contiguous() and packed.storage_offset() % 8 == 0:  # readable as int64 words
-            _gemv_kernel(
-                (cdiv(n, cfg.block_n),), x, packed.view(torch.int64), scale_bits, global_scale,
-                bias if bias is not None else y, y,
-                m, n, k, k // 16,
-                x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-                HAS_BIAS=bias is not None, GELU_TANH=gelu,
-                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps,
-            )
+            _launch_gemv(cfg, x, packed.view(torch.int64), scale_bits, global_scale, bias, y, gelu)
             return y
         cfg = default_config(m, n, k)  # codes at an odd offset: use the fused kernel
     _gemm_kernel(
@@ -303,6 +297,31 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
         num_warps=cfg.num_warps, num_stages=cfg.num_stages,
     )
     return y
+
+
+def _launch_gemv(cfg: GemvConfig, x, words, scale_bits, global_scale, bias, y, gelu: bool) -> None:
+    """The GEMV into ``y``: one launch, or with K split across programs two (partial sums, then their sum)."""
+    m, k = x.shape
+    n = words.shape[0]
+    steps = cdiv(k, cfg.block_k)
+    k_per_split = cdiv(steps, min(cfg.split_k, steps)) * cfg.block_k
+    split = cdiv(k, k_per_split)  # no slice left empty
+    out = y if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    epilogue_here = split == 1
+    _gemv_kernel(
+        (cdiv(n, cfg.block_n), split), x, words, scale_bits, global_scale, bias if bias is not None else y, out,
+        m, n, k, k // 16, k_per_split,
+        x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+        HAS_BIAS=bias is not None and epilogue_here, GELU_TANH=gelu and epilogue_here,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
+    )
+    if not epilogue_here:
+        _gemv_reduce_kernel((cdiv(m * n, _REDUCE_BLOCK),), out, global_scale, bias if bias is not None else y, y,
+                            m, n, y.stride(0), y.stride(1), HAS_BIAS=bias is not None, GELU_TANH=gelu,
+                            SPLIT_K=split, BLOCK=_REDUCE_BLOCK, num_warps=4)
+
+
+_REDUCE_BLOCK = 1024
 
 
 def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None,

@@ -67,15 +67,18 @@ def default_config(m: int, n: int, k: int) -> TileConfig:
 
 @dataclass(frozen=True)
 class GemvConfig:
-    """The GEMV kernel: activation rows per pass (block_m), weight rows per program (block_n), K tile, warps."""
+    """The GEMV kernel: activation rows per pass (block_m), weight rows per program (block_n), K tile,
+    warps, and the number of slices K is split into across programs (split_k; more than one adds a
+    launch that sums the slices)."""
 
     block_m: int = 1
     block_n: int = 32
     block_k: int = 512
     num_warps: int = 4
+    split_k: int = 1
 
     def __post_init__(self) -> None:
-        _check_tiles(self, {"block_m": 1, "block_n": 1, "block_k": MIN_BLOCK_K})
+        _check_tiles(self, {"block_m": 1, "block_n": 1, "block_k": MIN_BLOCK_K, "split_k": 1})
 
 
 @dataclass(frozen=True)
@@ -143,5 +146,6 @@ def describe(cfg: GemmConfig) -> str:
     if isinstance(cfg, TwoPassConfig):
         return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
     if isinstance(cfg, GemvConfig):
-        return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}"
+        split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
+        return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}{split}"
     return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"

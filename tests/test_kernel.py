@@ -54,7 +54,7 @@ def test_gemm_writes_every_element_correctly(device, seed, m, n, k_blocks, dtype
     assert_matches_reference(y, x, q, bias)
 
 
-@settings(max_examples=12)
+@settings(max_examples=16)
 @given(
     seed=st.integers(0, 2**31),
     m=st.integers(1, 9),
@@ -63,7 +63,8 @@ def test_gemm_writes_every_element_correctly(device, seed, m, n, k_blocks, dtype
     dtype=DTYPES,
     has_bias=st.booleans(),
     gelu=st.booleans(),
-    config=st.sampled_from([GemvConfig(2, 8, 64, num_warps=2), GemvConfig(1, 16, 32), GemvConfig(4, 4, 128)]),
+    config=st.sampled_from([GemvConfig(2, 8, 64, num_warps=2), GemvConfig(1, 16, 32), GemvConfig(4, 4, 128),
+                            GemvConfig(1, 16, 32, split_k=4), GemvConfig(2, 8, 64, num_warps=2, split_k=2)]),
 )
 def test_gemv_kernel_writes_every_element_correctly(device, seed, m, n, k_blocks, dtype, has_bias, gelu, config):
     x, q, bias = _problem(seed, (m,), n, 16 * k_blocks, dtype, has_bias, device)
@@ -71,6 +72,22 @@ def test_gemv_kernel_writes_every_element_correctly(device, seed, m, n, k_blocks
     out = torch.full((m, n), float("nan"), dtype=dtype, device=device)
     y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out, gelu=gelu)
     assert_matches_reference(y, x, q, bias, gelu=gelu)
+
+
+@pytest.mark.parametrize("m, n, k, config", [
+    (3, 40, 208, GemvConfig(2, 16, 32, split_k=4)),  # 7 K tiles: slices of 2, 2, 2 and 1
+    (1, 17, 80, GemvConfig(1, 8, 32, split_k=8)),  # 3 K tiles: 3 slices, not 8
+])
+@pytest.mark.parametrize("gelu", [False, True])
+def test_gemv_split_k_adds_up_every_slice(device, m, n, k, config, gelu):
+    """Split K: each slice's partial sums, then the epilogue on their sum, with bias and without,
+    into a row-major and a column-major output."""
+    for has_bias in (False, True):
+        x, q, bias = _problem(7 + m, (m,), n, k, torch.bfloat16, has_bias, device)
+        out = torch.full((n, m) if has_bias else (m, n), float("nan"), dtype=torch.bfloat16, device=device)
+        out = out.t() if has_bias else out
+        y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out, gelu=gelu)
+        assert_matches_reference(y, x, q, bias, gelu=gelu)
 
 
 def test_gemv_config_on_codes_not_aligned_as_int64_words(device):

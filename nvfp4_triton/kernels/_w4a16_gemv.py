@@ -6,6 +6,10 @@ packed codes arrive as one int64 word per 16-element scale block, so a program's
 ``[BLOCK_N, BLOCK_K / 16]`` lines up element for element with its tile of block scales: each
 nibble is decoded where it was loaded, multiplied on CUDA cores by the matching activation, and
 the block's scale is applied once per 16 products. No tensor is reshaped or interleaved.
+
+A weight with few output rows and long ones (FLUX's ``[3072, 12288]``) gives too few programs
+to keep every SM streaming: there each program takes one of ``SPLIT_K`` slices of K, writes fp32
+partial sums, and ``w4a16_gemv_reduce_kernel`` adds them up and applies the epilogue.
 """
 
 import triton
@@ -18,17 +22,21 @@ from ._w4a16_gemm import gelu_tanh
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemv_kernel(
     x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
-    M, N, K, blocks_per_row,
+    M, N, K, blocks_per_row, k_per_split,
     stride_xm, stride_xk, stride_ym, stride_yn,
     HAS_BIAS: tl.constexpr,
     GELU_TANH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    SPLIT_K: tl.constexpr,
 ):
-    """BLOCK_N output columns, every row of y, per program; grid (cdiv(N, BLOCK_N),).
+    """BLOCK_N output columns, every row of y, over ``k_per_split`` columns of K (a multiple of
+    BLOCK_K) per program; grid (cdiv(N, BLOCK_N), SPLIT_K).
 
     ``words_ptr``: the packed codes viewed as int64 ``[N, K/16]``; ``blocks_per_row`` = K / 16
     (also the row stride of the words and of the scales). Rows of x are taken BLOCK_M at a time;
-    each group re-reads the program's weight strip, which by then sits in L1/L2.
+    each group re-reads the program's weight strip, which by then sits in L1/L2. With
+    ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial sums, without
+    global scale, bias or GELU.
     """
     BLOCKS: tl.constexpr = BLOCK_K // 16
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -36,13 +44,14 @@ def w4a16_gemv_kernel(
     offs_b = tl.arange(0, BLOCKS)
     w_rows = words_ptr + offs_n.to(tl.int64)[:, None] * blocks_per_row
     s_rows = scale_ptr + offs_n.to(tl.int64)[:, None] * blocks_per_row
-    g = tl.load(global_scale_ptr)
+    k_start = tl.program_id(1) * k_per_split
+    k_end = tl.minimum(K, k_start + k_per_split)
     for m0 in range(0, M, BLOCK_M):
         offs_m = m0 + tl.arange(0, BLOCK_M)
         mask_m = offs_m < M
         x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
         acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCKS), dtype=tl.float32)
-        for k0 in range(0, K, BLOCK_K):
+        for k0 in range(k_start, k_end, BLOCK_K):
             blk = k0 // 16 + offs_b
             mask_w = mask_n[:, None] & (blk[None, :] < blocks_per_row)
             words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
@@ -60,10 +69,44 @@ def w4a16_gemv_kernel(
                 x_i = tl.load(x_rows + (first + 8 + i) * stride_xk, mask=mask_x, other=0.0).to(tl.float32)
                 part += nibble_e2m1_f32(high, i)[None] * x_i[:, None, :]
             acc += part * scale[None]
-        out = tl.sum(acc, axis=2) * g
-        if HAS_BIAS:
-            out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-        if GELU_TANH:
-            out = gelu_tanh(out)
-        y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
-        tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+        mask_y = mask_m[:, None] & mask_n[None, :]
+        if SPLIT_K == 1:
+            out = epilogue(tl.sum(acc, axis=2), global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
+            y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+            tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=mask_y)
+        else:
+            rows = tl.program_id(1) * M + offs_m
+            tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], tl.sum(acc, axis=2), mask=mask_y)
+
+
+@triton.jit
+def w4a16_gemv_reduce_kernel(
+    partial_ptr, global_scale_ptr, bias_ptr, y_ptr,
+    M, N,
+    stride_ym, stride_yn,
+    HAS_BIAS: tl.constexpr,
+    GELU_TANH: tl.constexpr,
+    SPLIT_K: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """``y = epilogue(sum over the SPLIT_K slices of partial[SPLIT_K, M, N])``, BLOCK elements of y
+    per program; grid (cdiv(M * N, BLOCK),)."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    size = M.to(tl.int64) * N
+    mask = offs < size
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for s in tl.static_range(SPLIT_K):
+        acc += tl.load(partial_ptr + s * size + offs, mask=mask, other=0.0)
+    offs_m, offs_n = offs // N, offs % N
+    out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask, HAS_BIAS, GELU_TANH)
+    tl.store(y_ptr + offs_m * stride_ym + offs_n * stride_yn, out.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def epilogue(sums, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS: tl.constexpr, GELU_TANH: tl.constexpr):
+    """``act(sums * global_scale + bias[offs_n])``, in fp32; ``offs_n`` indexes the last dimension of ``sums``."""
+    out = sums * tl.load(global_scale_ptr)
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
+    if GELU_TANH:
+        out = gelu_tanh(out)
+    return out
