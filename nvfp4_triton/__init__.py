@@ -28,6 +28,7 @@ _EXPORTS = {
     "FP8Linear": "module",
     "fp8": None,
     "TileConfig": "tiling",
+    "GemvConfig": "tiling",
     "Fp8Config": "tiling",
     "TwoPassConfig": "tiling",
     "default_config": "tiling",

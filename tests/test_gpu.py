@@ -88,7 +88,8 @@ def test_inductor_compiles_a_model_without_graph_breaks(traced, monkeypatch):
 
 
 @pytest.mark.parametrize("m, gelu, strategy", [(1, False, "tuned"), (3, True, "tuned"), (512, True, "two-pass"),
-                                               (4096, False, "two-pass"), (512, True, "two-pass, no scratch")])
+                                               (4096, False, "two-pass"), (512, True, "two-pass, no scratch"),
+                                               (2, True, "split GEMV")])
 def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypatch):
     """Traced (the default under torch.compile), a compiled W4A16 layer is no opaque call: inductor's
     generated code launches our kernels itself (two-pass's cuBLAS GEMM as a graph op), without
@@ -96,10 +97,12 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
     off there too, also right after a graph of the same layer was compiled with it on."""
     from torch._inductor.utils import run_and_get_code
 
-    from nvfp4_triton import TwoPassConfig, gemm, inline, scratch
+    from nvfp4_triton import GemvConfig, TwoPassConfig, gemm, inline, scratch
 
     monkeypatch.setattr(inline, "INLINE_COMPILED", True)
-    if strategy != "tuned":
+    if strategy == "split GEMV":
+        monkeypatch.setattr(gemm.tuner, "lookup", lambda key: GemvConfig(2, 16, 512, split_k=4))
+    elif strategy != "tuned":
         monkeypatch.setattr(gemm.tuner, "lookup", lambda key: TwoPassConfig())
     if strategy.endswith("no scratch"):
         monkeypatch.setattr(scratch, "_override", 0)  # as set_scratch_limit(0) sets it, undone after the test
@@ -113,8 +116,10 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
     assert "torch.ops.nvfp4_triton" not in code  # no opaque call of ours left
     assert "clone" not in code  # tensors handed to our kernels are not copied first
     kernels = {name for name in ("nvfp4_dequant_kernel", "w4a16_gemm_kernel", "w4a16_gemv_kernel") if name in code}
-    expected = {"two-pass": {"nvfp4_dequant_kernel"}, "two-pass, no scratch": {"w4a16_gemm_kernel"}}
+    expected = {"two-pass": {"nvfp4_dequant_kernel"}, "two-pass, no scratch": {"w4a16_gemm_kernel"},
+                "split GEMV": {"w4a16_gemv_kernel"}}
     assert len(kernels) == 1 and kernels == expected.get(strategy, kernels), kernels
+    assert ("w4a16_gemv_reduce_kernel" in code) == (strategy == "split GEMV")
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
     assert_matches_reference(compiled, x, layer.nvfp4_weight, layer.bias, gelu=gelu,
                              rounded_weight=kernels == {"nvfp4_dequant_kernel"})
@@ -295,9 +300,15 @@ def test_reduce_overhead_compile_keeps_two_pass(inline, monkeypatch):
             torch.testing.assert_close(y, model(x), rtol=1e-2, atol=1e-2)
 
 
-def test_cuda_graph_capture_and_replay():
+@pytest.mark.parametrize("m, split_gemv", [(512, False), (1, True)])
+def test_cuda_graph_capture_and_replay(m, split_gemv, monkeypatch):
+    """A captured layer replays right, also a GEMV whose K is split (two launches, a buffer of partial sums)."""
+    from nvfp4_triton import GemvConfig, gemm
+
+    if split_gemv:
+        monkeypatch.setattr(gemm.tuner, "lookup", lambda key: GemvConfig(1, 16, 512, split_k=4))
     layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 3072, dtype=torch.bfloat16, device="cuda"))
-    static_x = torch.randn(512, 3072, device="cuda", dtype=torch.bfloat16)
+    static_x = torch.randn(m, 3072, device="cuda", dtype=torch.bfloat16)
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     with torch.cuda.stream(stream), torch.no_grad():

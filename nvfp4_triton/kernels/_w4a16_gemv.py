@@ -79,7 +79,7 @@ def w4a16_gemv_kernel(
             tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], tl.sum(acc, axis=2), mask=mask_y)
 
 
-@triton.jit
+@triton.jit(do_not_specialize=["M", "N"])  # as tensors, not Python ints, even when 1
 def w4a16_gemv_reduce_kernel(
     partial_ptr, global_scale_ptr, bias_ptr, y_ptr,
     M, N,
