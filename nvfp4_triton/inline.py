@@ -58,14 +58,15 @@ def w4a8_linear_inline(
     multipliers: torch.Tensor,
     column_scale: torch.Tensor,
     bias: torch.Tensor | None,
-    xq_bits: torch.Tensor,
-    row_scale: torch.Tensor,
+    xq_bits: torch.Tensor | None,
+    row_scale: torch.Tensor | None,
     plan: str,
 ) -> torch.Tensor:
-    """``nvfp4_triton::w4a8_linear`` traced into the graph, given x's FP8 rows:
-    the E4M3 dequantization becomes a launch in inductor's code, ``torch._scaled_mm`` a graph op."""
+    """``nvfp4_triton::w4a8_linear`` traced into the graph: the E4M3 dequantization becomes a launch
+    in inductor's code, and so does the row quantizer unless x's FP8 rows are given;
+    ``torch._scaled_mm`` is a graph op."""
     config = planned_config(plan)
-    quantized = (xq_bits.view(torch.float8_e4m3fn), row_scale)
+    quantized = None if xq_bits is None else (xq_bits.view(torch.float8_e4m3fn), row_scale)
     return from_rows(w4a8_gemm(to_rows(x), packed, block_scale_bits, global_scale, multipliers, column_scale, bias,
                                config, quantized=quantized), x)
 

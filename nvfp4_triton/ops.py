@@ -196,8 +196,8 @@ def nvfp4_linear(
 
 GRAPH_QUANT_MAX_K = 4096
 """Under torch.compile, FP8 layers with rows (``in_features``) up to this long have x quantized by
-graph ops, which inductor fuses into the kernel that produces x; longer rows are quantized by the
-op's own kernel. In a compiled FLUX step on an H200 (bench/RESULTS.md, session 12), inductor's
+graph ops, which inductor fuses into the kernel that produces x; longer rows by our row quantizer
+kernel, as in eager mode. In a compiled FLUX step on an H200 (bench/RESULTS.md, session 12), inductor's
 fused GELU + concatenation + quantization of ``proj_out``'s 15360-long rows took 252 us a single
 block, where BF16's graph spends 108 us on the GELU and concatenation and our row quantizer 57 us
 on the result; likewise 150 us for ``ff.net.2``'s 12288-long rows against 62 + 42. The 3072-long
@@ -219,12 +219,14 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
       same (bench/RESULTS.md, session 8). With ``inline.INLINE_COMPILED`` the GEMM is traced into
       the graph as well (``inline.w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm``
       itself);
-    - longer, the op is called as it is in eager mode and quantizes them itself, with the row
-      quantizer kernel (``act_quant.quantize_rows_fp8``).
+    - longer, the row quantizer kernel (``act_quant.quantize_rows_fp8``) quantizes them, as in
+      eager mode: in W4A8 layers traced into the graph with ``inline.INLINE_COMPILED``
+      (``inline.w4a8_linear_inline`` given no rows), otherwise inside the op.
     """
     if not torch.compiler.is_compiling():
         return call_op(op, x, *args, gelu)
-    y = op(x, *args, False) if x.shape[-1] > GRAPH_QUANT_MAX_K else _call_fp8_with_graph_rows(op, x, args)
+    wide = x.shape[-1] > GRAPH_QUANT_MAX_K
+    y = _call_fp8_quantizing_itself(op, x, args) if wide else _call_fp8_with_graph_rows(op, x, args)
     return torch.nn.functional.gelu(y, approximate="tanh") if gelu else y
 
 
@@ -238,6 +240,16 @@ def _call_fp8_with_graph_rows(op, x: torch.Tensor, args: tuple) -> torch.Tensor:
     elif inline.INLINE_COMPILED and op is _w4a8_linear:
         y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, *quantized), bias=args[5])
     return y if y is not None else op(x, *args, False, *quantized)
+
+
+def _call_fp8_quantizing_itself(op, x: torch.Tensor, args: tuple) -> torch.Tensor:
+    """``op`` without its GELU, quantizing x's rows with the row quantizer kernel. A W4A8 layer is
+    traced where ``inline`` allows: the quantizer and the dequantization become launches in
+    inductor's code, which costs less host time than the opaque op's call."""
+    y = None
+    if inline.INLINE_COMPILED and op is _w4a8_linear:
+        y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, None, None), bias=args[5])
+    return y if y is not None else op(x, *args, False)
 
 
 RESIDENTS = (None, "fp8")

@@ -181,9 +181,10 @@ def test_inductor_traces_fp8_layers_into_its_graph(resident, monkeypatch):
 @pytest.mark.parametrize("traced", [True, False])
 def test_inductor_fp8_mode_quantizes_in_the_graph_as_accurately_as_eager(traced, monkeypatch):
     """Compiled, ``activation="fp8"`` quantizes x with graph ops that inductor generates and fuses
-    (``proj_mlp``, 1024-long rows) or in the op (``proj_out``, rows longer than
-    ``GRAPH_QUANT_MAX_K``), and applies GELU in the graph; the block must stay as close to exact
-    NVFP4 math as eager is, with the layers traced into the graph or as opaque ops.
+    (``proj_mlp``, 1024-long rows) or with our row quantizer (``proj_out``, rows longer than
+    ``GRAPH_QUANT_MAX_K``: a launch in the graph when traced, inside the op when opaque), and
+    applies GELU in the graph; the block must stay as close to exact NVFP4 math as eager is, with
+    the layers traced into the graph or as opaque ops.
 
     Not bitwise: inductor's norm and GELU round differently in bf16, and each difference can flip an
     FP8 rounding (measured on an H200: compiled and eager 1.5e-2 apart, each about 3e-2 from exact).
