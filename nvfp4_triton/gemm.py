@@ -2,7 +2,8 @@
 
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
-  (``GemvConfig``), or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``);
+  (``GemvConfig``; K split across programs, then summed, where the weight has too few output rows
+  to fill the GPU), or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``);
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer and quantize the activations per
   token (one launch for both, for rows up to ``act_quant.ONE_LAUNCH_MAX_K``, unless x comes
@@ -37,6 +38,7 @@ fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8
 _gemm_kernel = Kernel(w4a16_gemm_kernel)
 _gemv_kernel = Kernel(w4a16_gemv_kernel)
 _gemv_reduce_kernel = Kernel(w4a16_gemv_reduce_kernel)
+_REDUCE_BLOCK = 1024  # elements of y per program of the split GEMV's sum
 _dequant_kernel = Kernel(nvfp4_dequant_kernel)
 
 
@@ -172,8 +174,8 @@ def w4a16_gemm(
 
     ``act`` is GELU-tanh with ``gelu=True``, else identity. Writes ``out`` (``[M, N]`` in x's
     dtype, any strides) or a new contiguous tensor and returns it. ``config`` overrides the tuned
-    config. Once the shape's key is tuned this issues one launch (two for two-pass) and no host
-    synchronization, so it can be captured in a CUDA graph.
+    config. Once the shape's key is tuned this issues one launch (two for two-pass and a split
+    GEMV) and no host synchronization, so it can be captured in a CUDA graph.
     """
     n = packed.shape[0]
     if x.shape[0] == 0:
@@ -319,9 +321,6 @@ def _launch_gemv(cfg: GemvConfig, x, words, scale_bits, global_scale, bias, y, g
         _gemv_reduce_kernel((cdiv(m * n, _REDUCE_BLOCK),), out, global_scale, bias if bias is not None else y, y,
                             m, n, y.stride(0), y.stride(1), HAS_BIAS=bias is not None, GELU_TANH=gelu,
                             SPLIT_K=split, BLOCK=_REDUCE_BLOCK, num_warps=4)
-
-
-_REDUCE_BLOCK = 1024
 
 
 def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None,
