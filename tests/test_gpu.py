@@ -154,27 +154,31 @@ def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("resident", [False, True])
-def test_inductor_traces_fp8_layers_into_its_graph(resident, monkeypatch):
+@pytest.mark.parametrize("resident, k", [(False, 3072), (True, 3072), (False, 5120)])
+def test_inductor_traces_fp8_layers_into_its_graph(resident, k, monkeypatch):
     """Traced (the default under torch.compile), compiled ``activation="fp8"`` and FP8-resident layers
     make no opaque call either (``torch._scaled_mm`` is a graph op), and match eager: the same FP8
-    rows and GEMM, with GELU rounded by inductor instead of our epilogue."""
+    rows and GEMM, with GELU rounded by inductor instead of our epilogue. W4A8 rows longer than
+    ``GRAPH_QUANT_MAX_K`` are quantized by our row quantizer, launched by inductor's code."""
     from torch._inductor.utils import run_and_get_code
 
-    from nvfp4_triton import FP8Linear, inline
+    from nvfp4_triton import FP8Linear, Fp8Config, gemm, inline
 
     monkeypatch.setattr(inline, "INLINE_COMPILED", True)
+    if k > GRAPH_QUANT_MAX_K:  # FP8 two-pass, whatever the tuner would measure at this size
+        monkeypatch.setattr(gemm.fp8_tuner, "lookup", lambda key: Fp8Config())
     torch._dynamo.reset()
-    layer = NVFP4Linear.from_linear(torch.nn.Linear(3072, 1024, dtype=torch.bfloat16, device="cuda"))
+    layer = NVFP4Linear.from_linear(torch.nn.Linear(k, 1024, dtype=torch.bfloat16, device="cuda"))
     layer.activation, layer.gelu = "fp8", True
     if resident:
         layer = FP8Linear.from_nvfp4(layer)
-    x = torch.randn(512, 3072, device="cuda", dtype=torch.bfloat16)
+    x = torch.randn(512, k, device="cuda", dtype=torch.bfloat16)
     with torch.no_grad():
         eager = layer(x)
         compiled, (code,) = run_and_get_code(torch.compile(layer, fullgraph=True), x)
     assert "torch.ops.nvfp4_triton" not in code
     assert "clone" not in code
+    assert ("fp8_row_quant_kernel" in code) == (k > GRAPH_QUANT_MAX_K)
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
 
 
