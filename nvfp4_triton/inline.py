@@ -17,7 +17,7 @@ import warnings
 import torch
 from torch.utils._python_dispatch import _disable_current_modes
 
-from .gemm import from_rows, plan_gemm, planned_config, to_rows, w4a8_gemm, w4a16_gemm
+from .gemm import fp8_gemm, from_rows, plan_gemm, planned_config, to_rows, w4a8_gemm, w4a16_gemm
 from .kernel_analysis import share_analysis
 from .launch import interpreter_active
 
@@ -71,6 +71,19 @@ def w4a8_linear_inline(
                                config, quantized=quantized), x)
 
 
+@torch.library.triton_op("nvfp4_triton::fp8_linear_inline", mutates_args=())
+def fp8_linear_inline(
+    x: torch.Tensor,
+    w8_bits: torch.Tensor,
+    column_scale: torch.Tensor,
+    bias: torch.Tensor | None,
+) -> torch.Tensor:
+    """``nvfp4_triton::fp8_linear`` traced into the graph for rows that our row quantizer quantizes
+    (``ops.GRAPH_QUANT_MAX_K``): the quantizer becomes a launch in inductor's code,
+    ``torch._scaled_mm`` a graph op."""
+    return from_rows(fp8_gemm(to_rows(x), w8_bits.view(torch.float8_e4m3fn), column_scale, bias), x)
+
+
 @torch.compiler.assume_constant_result
 def _analysis_shared() -> bool:
     """``kernel_analysis.share_analysis()``, run while dynamo traces (it patches a torch module).
@@ -103,3 +116,13 @@ def call_planned(inline_op, activation: str | None, x: torch.Tensor, args: tuple
         return None
     plan = _plan(activation, m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
     return inline_op(x, *args, plan)
+
+
+def call_unplanned(inline_op, x: torch.Tensor, args: tuple) -> torch.Tensor | None:
+    """``inline_op(x, *args)`` for a layer with no config to plan (``fp8_linear_inline``), or None
+    where the opaque op must run, as in ``call_planned``. M is specialized there too: the GEMM's
+    fast accumulation depends on it (``gemm.FAST_ACCUM_MIN_M``)."""
+    m = operator.index(x.numel()) // operator.index(x.shape[-1])
+    if not m or not _analysis_shared():
+        return None
+    return inline_op(x, *args)

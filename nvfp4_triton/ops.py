@@ -220,8 +220,9 @@ def call_fp8_op(op, x: torch.Tensor, *args, gelu: bool) -> torch.Tensor:
       the graph as well (``inline.w4a8_linear_inline``; for ``fp8_linear``, ``torch._scaled_mm``
       itself);
     - longer, the row quantizer kernel (``act_quant.quantize_rows_fp8``) quantizes them, as in
-      eager mode: in W4A8 layers traced into the graph with ``inline.INLINE_COMPILED``
-      (``inline.w4a8_linear_inline`` given no rows), otherwise inside the op.
+      eager mode: launched from the graph with ``inline.INLINE_COMPILED``
+      (``inline.w4a8_linear_inline`` given no rows, ``inline.fp8_linear_inline``), otherwise
+      inside the op.
     """
     if not torch.compiler.is_compiling():
         return call_op(op, x, *args, gelu)
@@ -243,12 +244,14 @@ def _call_fp8_with_graph_rows(op, x: torch.Tensor, args: tuple) -> torch.Tensor:
 
 
 def _call_fp8_quantizing_itself(op, x: torch.Tensor, args: tuple) -> torch.Tensor:
-    """``op`` without its GELU, quantizing x's rows with the row quantizer kernel. A W4A8 layer is
-    traced where ``inline`` allows: the quantizer and the dequantization become launches in
+    """``op`` without its GELU, quantizing x's rows with the row quantizer kernel; traced where
+    ``inline`` allows: the quantizer (and W4A8's dequantization) then become launches in
     inductor's code, which costs less host time than the opaque op's call."""
     y = None
     if inline.INLINE_COMPILED and op is _w4a8_linear:
         y = inline.call_planned(inline.w4a8_linear_inline, "fp8", x, (*args, None, None), bias=args[5])
+    elif inline.INLINE_COMPILED and op is _fp8_linear:
+        y = inline.call_unplanned(inline.fp8_linear_inline, x, args)
     return y if y is not None else op(x, *args, False)
 
 

@@ -154,11 +154,11 @@ def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
 
 
-@pytest.mark.parametrize("resident, k", [(False, 3072), (True, 3072), (False, 5120)])
+@pytest.mark.parametrize("resident, k", [(False, 3072), (True, 3072), (False, 5120), (True, 5120)])
 def test_inductor_traces_fp8_layers_into_its_graph(resident, k, monkeypatch):
     """Traced (the default under torch.compile), compiled ``activation="fp8"`` and FP8-resident layers
     make no opaque call either (``torch._scaled_mm`` is a graph op), and match eager: the same FP8
-    rows and GEMM, with GELU rounded by inductor instead of our epilogue. W4A8 rows longer than
+    rows and GEMM, with GELU rounded by inductor instead of our epilogue. Rows longer than
     ``GRAPH_QUANT_MAX_K`` are quantized by our row quantizer, launched by inductor's code."""
     from torch._inductor.utils import run_and_get_code
 

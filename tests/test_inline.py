@@ -114,29 +114,24 @@ def test_compiled_layer_is_traced_into_the_graph(traced, mode, dequantizes):
         assert admitted["kernels"] == no_scratch["kernels"] == []
 
 
-def test_compiled_w4a8_layer_with_long_rows_is_traced_with_the_row_quantizer(traced):
+@pytest.mark.parametrize("mode", ["w4a8-wide", "fp8-resident-wide"])
+def test_compiled_fp8_layer_with_long_rows_is_traced_with_the_row_quantizer(traced, mode):
     """Rows longer than ``GRAPH_QUANT_MAX_K`` are quantized by our row quantizer, as in eager mode,
-    not by graph ops: it and the dequantization are launches in the graph, cuBLAS's FP8 GEMM a graph
-    op, then GELU; with the scratch limit at 0 the fused W4A16 kernel runs instead."""
-    admitted, no_scratch = traced["w4a8-wide"]
+    not by graph ops: it (and W4A8's dequantization) are launches in the graph, cuBLAS's FP8 GEMM a
+    graph op, then GELU; with the scratch limit at 0, W4A8 runs the fused W4A16 kernel instead."""
+    admitted, no_scratch = traced[mode]
     for seen in (admitted, no_scratch):
         assert seen["shape"] == [2, 40, 64]
         assert not any("nvfp4_triton" in op for op in seen["ops"]), seen["ops"]  # no opaque call of ours
         assert not any("amax" in name for name in seen["ops"]), seen["ops"]  # no quantization by graph ops
         assert "aten.gelu.default" in seen["ops"]
-    assert sorted(admitted["kernels"]) == ["fp8_row_quant_kernel", "nvfp4_dequant_kernel"], admitted["kernels"]
+    expected = ["fp8_row_quant_kernel", "nvfp4_dequant_kernel"] if mode == "w4a8-wide" else ["fp8_row_quant_kernel"]
+    assert sorted(admitted["kernels"]) == expected, admitted["kernels"]
     assert any("_scaled_mm" in op for op in admitted["ops"]), admitted["ops"]
-    assert no_scratch["kernels"] == ["w4a16_gemm_kernel"], no_scratch["kernels"]
-
-
-def test_compiled_fp8_resident_layer_with_long_rows_calls_the_op(traced):
-    """FP8-resident rows longer than ``GRAPH_QUANT_MAX_K`` reach the op unquantized: no FP8 rows in
-    the graph, the op (eager's path, which quantizes x itself), then GELU as a graph op."""
-    for seen in traced["fp8-resident-wide"]:
-        assert seen["shape"] == [2, 40, 64]
-        assert "nvfp4_triton.fp8_linear.default" in seen["ops"], seen["ops"]
-        assert not any("amax" in name or "float8" in name for name in seen["ops"]), seen["ops"]
-        assert "aten.gelu.default" in seen["ops"] and seen["kernels"] == []
+    if mode == "w4a8-wide":
+        assert no_scratch["kernels"] == ["w4a16_gemm_kernel"], no_scratch["kernels"]
+    else:  # the FP8 weight needs no scratch
+        assert no_scratch["kernels"] == admitted["kernels"]
 
 
 @pytest.mark.parametrize("mode", ["w4a16", "w4a8"])
