@@ -34,11 +34,11 @@ from triton.backends.compiler import GPUTarget
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nvfp4_triton.act_quant import row_quant_plan  # noqa: E402
-from nvfp4_triton.kernels._act_quant import fp8_row_quant_kernel  # noqa: E402
+from nvfp4_triton.kernels._act_quant import fp8_row_quant_kernel, nvfp4_act_quant_kernel  # noqa: E402
 from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel  # noqa: E402
 from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
-from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
+from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel, w4a16_gemv_reduce_kernel  # noqa: E402
 
 
 def _fused(m, n, k, cfg):
@@ -58,6 +58,13 @@ def _gemv(m, n, k, cfg):
     return w4a16_gemv_kernel, args, warps, 1, bn * bk
 
 
+def _gemv_reduce(m, n, k, cfg):
+    split, block, warps = (cfg + [4, 1024, 4][len(cfg):])
+    args = dict(partial_ptr="*fp32", global_scale_ptr="*fp32", bias_ptr="*bf16", y_ptr="*bf16", M=m, N=n,
+                stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=True, SPLIT_K=split, BLOCK=block)
+    return w4a16_gemv_reduce_kernel, args, warps, 1, block
+
+
 def _dequant(out_type):
     def spec(m, n, k, cfg):
         bn, bk, warps = (cfg + [16, 512, 4][len(cfg):])
@@ -75,6 +82,13 @@ def _fp8_quant(m, n, k, cfg):
     return fp8_row_quant_kernel, args, warps, 1, block_k
 
 
+def _nvfp4_quant(m, n, k, cfg):
+    bm, bk, warps = (cfg + [16, 128, 4][len(cfg):])
+    args = dict(x_ptr="*bf16", input_scale_ptr="*fp32", xq_ptr="*bf16", packed_ptr="*u8", scale_ptr="*u8", M=m,
+                K=k, stride_xm=k, WRITE_CODES=True, BLOCK_M=bm, BLOCK_K=bk)
+    return nvfp4_act_quant_kernel, args, warps, 1, bm * bk
+
+
 def _fp8_operands(m, n, k, cfg):
     bn, bk, warps = (cfg + [16, 512, 4][len(cfg):])
     row_tile, one_tile, row_warps = row_quant_plan(k)
@@ -84,8 +98,9 @@ def _fp8_operands(m, n, k, cfg):
     return fp8_operands_kernel, args, max(warps, row_warps), 1, bn * bk  # the warps fp8_operands launches with
 
 
-KERNELS = {"fused": _fused, "gemv": _gemv, "dequant": _dequant("*bf16"), "dequant-fp8": _dequant("*u8"),
-           "fp8-quant": _fp8_quant, "fp8-operands": _fp8_operands}
+KERNELS = {"fused": _fused, "gemv": _gemv, "gemv-reduce": _gemv_reduce, "dequant": _dequant("*bf16"),
+           "dequant-fp8": _dequant("*u8"),
+           "fp8-quant": _fp8_quant, "fp8-operands": _fp8_operands, "nvfp4-quant": _nvfp4_quant}
 
 
 def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int):
@@ -175,7 +190,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kernel", choices=sorted(KERNELS))
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 18432, 3072], metavar=("M", "N", "K"))
     parser.add_argument("--config", type=int, nargs="*", default=[],
-                        help="fused: BM BN BK warps stages group_m; gemv: BM BN BK warps split_k; dequant, fp8-operands: BN BK "
+                        help="fused: BM BN BK warps stages group_m; gemv: BM BN BK warps split_k; gemv-reduce: split_k "
+                             "BLOCK warps; nvfp4-quant: BM BK warps; dequant, fp8-operands: BN BK "
                              "warps; fp8-quant: BLOCK_K warps")
     parser.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90 = Hopper)")
     parser.add_argument("--dump", type=Path, help="write the TTGIR, PTX and SASS into this folder")
