@@ -1,0 +1,102 @@
+"""GPU: host time per layer, BF16 against FP8, eager ops and compiled layers, in one process (staged, session 13).
+
+A compiled FLUX step in ``activation="fp8"`` spent 56-74 ms of host time against BF16's 21-23
+(bench/RESULTS.md, session 13), on two machine starts. About 3 launches a layer instead of 1
+would explain some 7 ms of that. This splits the rest:
+- one eager call of each torch op a layer runs: ``torch.mm`` / ``F.linear`` (BF16) against
+  ``torch._scaled_mm`` with row and column scales (FP8). One hypothesis is that ``_scaled_mm``
+  asks cuBLASLt for an algorithm on every call;
+- a compiled stack of 8 layers with the FLUX shape (default ``torch.compile``): BF16
+  ``nn.Linear``, ``NVFP4Linear`` in W4A16 and fp8, and ``FP8Linear``, per layer.
+Host time is the time to issue ``CALLS`` calls with no synchronization, divided by ``CALLS``;
+that is fewer calls than CUDA's launch queue holds, so the host never waits for the GPU.
+
+    PYTHONPATH=. python3 bench/experiments/host_s13/host_per_layer.py
+"""
+import time
+
+import torch
+
+from nvfp4_triton import FP8Linear, NVFP4Linear, fp8
+
+M, N, K = 4096, 3072, 3072  # attn q/k/v/out (img), FLUX.1-dev at 1024x1024
+CALLS = 200
+LAYERS = 8
+
+
+def host_us(fn, calls: int = CALLS) -> float:
+    """Host microseconds per ``fn()`` call: ``calls`` calls issued back to back, then one sync."""
+    for _ in range(20):
+        fn()
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(calls):
+        fn()
+    elapsed = time.perf_counter() - start
+    torch.cuda.synchronize()
+    return elapsed / calls * 1e6
+
+
+def torch_ops() -> None:
+    x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
+    w = torch.randn(N, K, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(N, device="cuda", dtype=torch.bfloat16)
+    xq, row_scale = fp8.quantize_rows(x)
+    w8 = w.to(torch.float8_e4m3fn)
+    column = torch.ones(1, N, device="cuda")
+    ops = {
+        "torch.mm (bf16)": lambda: torch.mm(x, w.t()),
+        "F.linear (bf16, bias)": lambda: torch.nn.functional.linear(x, w, bias),
+        "_scaled_mm (fast accum)": lambda: torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column,
+                                                            out_dtype=torch.bfloat16, use_fast_accum=True),
+        "_scaled_mm (fast accum, bias)": lambda: torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column,
+                                                                  bias=bias, out_dtype=torch.bfloat16,
+                                                                  use_fast_accum=True),
+    }
+    for name, fn in ops.items():
+        print(f"eager {name:36} {host_us(fn):7.1f} us a call", flush=True)
+
+
+def compiled_stacks() -> None:
+    torch.manual_seed(0)
+    linears = [torch.nn.Linear(K, N, dtype=torch.bfloat16, device="cuda") for _ in range(LAYERS)]
+    x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
+
+    def nvfp4(activation):
+        layers = [NVFP4Linear.from_linear(lin) for lin in linears]
+        for layer in layers:
+            layer.activation = activation
+        return layers
+
+    stacks = {
+        "bf16 nn.Linear": linears,
+        "W4A16 NVFP4Linear": nvfp4(None),
+        "fp8 NVFP4Linear": nvfp4("fp8"),
+        "FP8Linear": [FP8Linear.from_nvfp4(layer) for layer in nvfp4("fp8")],
+    }
+    for name, layers in stacks.items():
+        # Each layer's input is x, as in q/k/v: no layer waits on another, and the shapes stay N = K.
+        model = torch.nn.ModuleList(layers)
+
+        def forward(inp, model=model):
+            return [layer(inp) for layer in model]
+
+        torch._dynamo.reset()
+        compiled = torch.compile(forward, fullgraph=True)
+        with torch.no_grad():
+            start = time.perf_counter()
+            compiled(x)
+            torch.cuda.synchronize()
+            built = time.perf_counter() - start
+            per_layer = host_us(lambda: compiled(x), calls=CALLS // LAYERS) / LAYERS
+        print(f"compiled {name:33} {per_layer:7.1f} us a layer (compile {built:.0f} s)", flush=True)
+
+
+def main() -> None:
+    print(torch.cuda.get_device_name(), torch.__version__, f"M, N, K = {M}, {N}, {K}")
+    torch_ops()
+    compiled_stacks()
+
+
+if __name__ == "__main__":
+    main()
