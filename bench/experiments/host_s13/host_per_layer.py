@@ -13,11 +13,17 @@ that is fewer calls than CUDA's launch queue holds, so the host never waits for 
 
     PYTHONPATH=. python3 bench/experiments/host_s13/host_per_layer.py
 """
+import sys
 import time
+from pathlib import Path
 
 import torch
 
-from nvfp4_triton import FP8Linear, NVFP4Linear, fp8
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from bench_host import per_call_us  # noqa: E402
+
+from nvfp4_triton import FP8Linear, NVFP4Linear, fp8  # noqa: E402
 
 M, N, K = 4096, 3072, 3072  # attn q/k/v/out (img), FLUX.1-dev at 1024x1024
 CALLS = 200
@@ -25,16 +31,8 @@ LAYERS = 8
 
 
 def host_us(fn, calls: int = CALLS) -> float:
-    """Host microseconds per ``fn()`` call: ``calls`` calls issued back to back, then one sync."""
-    for _ in range(20):
-        fn()
-    torch.cuda.synchronize()
-    start = time.perf_counter()
-    for _ in range(calls):
-        fn()
-    elapsed = time.perf_counter() - start
-    torch.cuda.synchronize()
-    return elapsed / calls * 1e6
+    """Host microseconds per ``fn()`` call, ``calls`` calls issued back to back (``bench_host.per_call_us``)."""
+    return per_call_us(fn, calls)[0]
 
 
 def torch_ops() -> None:
