@@ -25,7 +25,8 @@ INLINE_ENV = "NVFP4_TRITON_INLINE_COMPILE"
 INLINE_COMPILED = os.environ.get(INLINE_ENV, "").strip() != "0" and not interpreter_active()
 """On by default: under torch.compile on a GPU, trace the W4A16, W4A8 and FP8-resident layers
 into the graph instead of calling the opaque ops (``w4a16_linear_inline``,
-``w4a8_linear_inline``, and ``torch._scaled_mm`` in ``ops.call_fp8_op``).
+``w4a8_linear_inline``, ``fp8_linear_inline`` for long rows, and ``torch._scaled_mm`` itself in
+``ops.call_fp8_op``).
 ``NVFP4_TRITON_INLINE_COMPILE=0``, set before importing nvfp4_triton, keeps the opaque ops. They
 are kept too where this torch has no analysis for ``kernel_analysis`` to share (compiling FLUX
 would take many minutes). On a full FLUX step on an H200 it cut the host time of both modes;
@@ -110,10 +111,10 @@ def call_planned(inline_op, activation: str | None, x: torch.Tensor, args: tuple
     # operator.index specializes a dim compiled as dynamic (dynamo guards on its value): the
     # config depends on M. Another size then compiles another graph (up to dynamo's recompile
     # limit, after which the frame runs eagerly).
-    n, k = operator.index(args[0].shape[0]), operator.index(x.shape[-1])
-    m = operator.index(x.numel()) // k
-    if not m or not _analysis_shared():
+    m = _traceable_rows(x)
+    if m is None:
         return None
+    n, k = operator.index(args[0].shape[0]), operator.index(x.shape[-1])
     plan = _plan(activation, m, n, k, x.dtype, x.device, None if bias is None else bias.dtype)
     return inline_op(x, *args, plan)
 
@@ -122,7 +123,11 @@ def call_unplanned(inline_op, x: torch.Tensor, args: tuple) -> torch.Tensor | No
     """``inline_op(x, *args)`` for a layer with no config to plan (``fp8_linear_inline``), or None
     where the opaque op must run, as in ``call_planned``. M is specialized there too: the GEMM's
     fast accumulation depends on it (``gemm.FAST_ACCUM_MIN_M``)."""
+    return None if _traceable_rows(x) is None else inline_op(x, *args)
+
+
+def _traceable_rows(x: torch.Tensor) -> int | None:
+    """x's row count M, specialized to a constant, or None where the layer cannot be traced: an
+    empty x, or a torch whose analysis cannot be shared."""
     m = operator.index(x.numel()) // operator.index(x.shape[-1])
-    if not m or not _analysis_shared():
-        return None
-    return inline_op(x, *args)
+    return m if m and _analysis_shared() else None
