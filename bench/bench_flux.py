@@ -21,8 +21,9 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
   (Python and kernel launches; under CUDA graphs, dynamo's guards before the replay), or at
   kernel boundaries. The same profile gives the idle time between kernels ("idle ms") and the
   kernel pairs it falls between;
-- the host time of a step (until the forward returns, before the GPU is waited for), and with
-  ``--host-profile`` a cProfile table of one eager forward.
+- the host time of a step (until the forward returns, before the GPU is waited for), the
+  garbage collector's pauses in the timed steps (JSON: ``gc_ms_per_step``, ``gc_collections``
+  per generation), and with ``--host-profile`` a cProfile table of one eager forward.
 
 Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
 fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
@@ -44,6 +45,7 @@ which had inflated every later variant's host time here.
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import math
 import subprocess
@@ -161,8 +163,29 @@ def weight_bytes(model: torch.nn.Module) -> int:
     return sum(t.numel() * t.element_size() for t in (*model.parameters(), *model.buffers()))
 
 
-def time_forward(fn, args: dict, runs: int, warmup: int = 3) -> tuple[float, float, float, torch.Tensor]:
-    """(median step ms, median host ms, loop ms, output).
+class GcPauses:
+    """A ``gc.callbacks`` entry that adds up the garbage collector's pauses: ms, and collections per generation.
+
+    An eager step's host time varied by 35 ms between machine starts in fp8 mode while BF16's did
+    not (bench/RESULTS.md, session 14); a full collection over a FLUX process's objects is one
+    candidate that varies with how many objects each call leaves behind.
+    """
+
+    def __init__(self) -> None:
+        self.ms, self.collections, self._start = 0.0, [0, 0, 0], 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._start = time.perf_counter()
+        else:
+            self.ms += (time.perf_counter() - self._start) * 1e3
+            self.collections[info["generation"]] += 1
+
+
+def time_forward(fn, args: dict, runs: int, gc_pauses: GcPauses | None = None,
+                 warmup: int = 3) -> tuple[float, float, float, torch.Tensor]:
+    """(median step ms, median host ms, loop ms, output); ``gc_pauses``, if given, records the
+    collector during the steps timed alone.
 
     Each step is timed alone, the GPU waited for after it, so host work before its first kernel
     (under CUDA graphs: dynamo's guards) counts in full. Host ms is the time until the forward
@@ -175,6 +198,8 @@ def time_forward(fn, args: dict, runs: int, warmup: int = 3) -> tuple[float, flo
             out = fn(**args, return_dict=False)[0]
         torch.cuda.synchronize()
         times, host = [], []
+        gc_pauses = gc_pauses or GcPauses()
+        gc.callbacks.append(gc_pauses)
         for _ in range(runs):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             t0 = time.perf_counter()
@@ -184,6 +209,7 @@ def time_forward(fn, args: dict, runs: int, warmup: int = 3) -> tuple[float, flo
             host.append((time.perf_counter() - t0) * 1e3)
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end))
+        gc.callbacks.remove(gc_pauses)
         start.record()
         for _ in range(runs):
             out = fn(**args, return_dict=False)[0]
@@ -269,10 +295,12 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
         fns.append(fn)
         torch.cuda.reset_peak_memory_stats()
         t1 = time.perf_counter()
-        ms, host_ms, loop_ms, out = time_forward(fn, args, opts.runs)
+        gc_pauses = GcPauses()
+        ms, host_ms, loop_ms, out = time_forward(fn, args, opts.runs, gc_pauses)
         row = {"variant": name, "compiled": compiled, "compile_mode": opts.compile_mode if compiled else None,
                "fused_qkv": opts.fuse_qkv,
                "step_ms": ms, "host_ms": host_ms, "loop_ms": loop_ms, "build_s": build_s,
+               "gc_ms_per_step": gc_pauses.ms / opts.runs, "gc_collections": gc_pauses.collections,
                "warmup_and_runs_s": time.perf_counter() - t1,
                "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
                "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0,
