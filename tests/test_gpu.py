@@ -157,9 +157,14 @@ def test_inductor_analyses_each_kernel_signature_once(monkeypatch):
 @pytest.mark.parametrize("resident, k", [(False, 3072), (True, 3072), (False, 5120), (True, 5120)])
 def test_inductor_traces_fp8_layers_into_its_graph(resident, k, monkeypatch):
     """Traced (the default under torch.compile), compiled ``activation="fp8"`` and FP8-resident layers
-    make no opaque call either (``torch._scaled_mm`` is a graph op), and match eager: the same FP8
-    rows and GEMM, with GELU rounded by inductor instead of our epilogue. Rows longer than
-    ``GRAPH_QUANT_MAX_K`` are quantized by our row quantizer, launched by inductor's code."""
+    make no opaque call either (``torch._scaled_mm`` is a graph op), and match eager: the same GEMM
+    on the same FP8 rows, with GELU rounded by inductor instead of our epilogue. Rows longer than
+    ``GRAPH_QUANT_MAX_K`` are quantized by our row quantizer, launched by inductor's code.
+
+    Shorter rows are quantized by inductor's code from ``fp8.quantize_rows``, which may round an
+    element to the neighbouring E4M3 value where our kernel does not (on an H200, 2 of 524288
+    outputs then differed by 0.035, session 14): so the outputs are compared in relative L2, far
+    below the 3.4e-2 that separates the FP8 path from another one."""
     from torch._inductor.utils import run_and_get_code
 
     from nvfp4_triton import FP8Linear, Fp8Config, gemm, inline
@@ -179,7 +184,7 @@ def test_inductor_traces_fp8_layers_into_its_graph(resident, k, monkeypatch):
     assert "torch.ops.nvfp4_triton" not in code
     assert "clone" not in code
     assert ("fp8_row_quant_kernel" in code) == (k > GRAPH_QUANT_MAX_K)
-    torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
+    assert float((compiled.double() - eager.double()).norm() / eager.double().norm()) < 5e-3
 
 
 @pytest.mark.parametrize("traced", [True, False])
