@@ -166,9 +166,10 @@ def weight_bytes(model: torch.nn.Module) -> int:
 class GcPauses:
     """A ``gc.callbacks`` entry that adds up the garbage collector's pauses: ms, and collections per generation.
 
-    An eager step's host time varied by 35 ms between machine starts in fp8 mode while BF16's did
-    not (bench/RESULTS.md, session 14); a full collection over a FLUX process's objects is one
-    candidate that varies with how many objects each call leaves behind.
+    Eager fp8's host time per step varied from 100 to 167 ms between machine starts while BF16's
+    did not (bench/RESULTS.md, session 14). A full collection over a FLUX process's objects would
+    vary with how many objects each call leaves behind; on the one start measured it took 0.01 ms
+    a step, so the field stays in the JSON to show it on the others.
     """
 
     def __init__(self) -> None:
