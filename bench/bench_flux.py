@@ -23,7 +23,8 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
   kernel pairs it falls between;
 - the host time of a step (until the forward returns, before the GPU is waited for), the
   garbage collector's pauses in the timed steps (JSON: ``gc_ms_per_step``, ``gc_collections``
-  per generation), and with ``--host-profile`` a cProfile table of one eager forward.
+  per generation), the host CPU's state after them (``host_state``: cores allowed, load, mean
+  clock), and with ``--host-profile`` a cProfile table of one eager forward.
 
 Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
 fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
@@ -48,6 +49,7 @@ import argparse
 import gc
 import json
 import math
+import os
 import subprocess
 import sys
 import tempfile
@@ -183,6 +185,20 @@ class GcPauses:
             self.collections[info["generation"]] += 1
 
 
+def host_state() -> dict:
+    """What the host CPU was doing when a variant was timed (Linux): the cores this process may run
+    on, the 1-minute load average, and the mean clock of all cores. Host time per step varied by
+    machine start for the same code (bench/RESULTS.md, session 14); these tell the machine from the code."""
+    try:
+        with open("/proc/cpuinfo") as info:
+            clocks = [float(line.split(":")[1]) for line in info if line.startswith("cpu MHz")]
+    except OSError:
+        clocks = []
+    return {"cpus_allowed": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(),
+            "load_1min": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+            "cpu_mhz_mean": sum(clocks) / len(clocks) if clocks else None}
+
+
 def time_forward(fn, args: dict, runs: int, gc_pauses: GcPauses | None = None,
                  warmup: int = 3) -> tuple[float, float, float, torch.Tensor]:
     """(median step ms, median host ms, loop ms, output); ``gc_pauses``, if given, records the
@@ -302,6 +318,7 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
                "fused_qkv": opts.fuse_qkv,
                "step_ms": ms, "host_ms": host_ms, "loop_ms": loop_ms, "build_s": build_s,
                "gc_ms_per_step": gc_pauses.ms / opts.runs, "gc_collections": gc_pauses.collections,
+               "host_state": host_state(),
                "warmup_and_runs_s": time.perf_counter() - t1,
                "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
                "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0,
