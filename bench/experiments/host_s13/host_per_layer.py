@@ -5,7 +5,8 @@ A compiled FLUX step in ``activation="fp8"`` spent 56-74 ms of host time against
 would explain some 7 ms of that. This splits the rest:
 - one eager call of each torch op a layer runs: ``torch.mm`` / ``F.linear`` (BF16) against
   ``torch._scaled_mm`` with row and column scales (FP8). One hypothesis is that ``_scaled_mm``
-  asks cuBLASLt for an algorithm on every call;
+  asks cuBLASLt for an algorithm on every call. Session 14 measured 7 us more than ``torch.mm``
+  on one shape; ``torch_ops_cycling`` times both cycling through FLUX's shapes, as a step does;
 - a compiled stack of 8 layers with the FLUX shape (default ``torch.compile``): BF16
   ``nn.Linear``, ``NVFP4Linear`` in W4A16 and fp8, and ``FP8Linear``, per layer.
 Host time is the time to issue ``CALLS`` calls with no synchronization, divided by ``CALLS``;
@@ -55,6 +56,33 @@ def torch_ops() -> None:
         print(f"eager {name:36} {host_us(fn):7.1f} us a call", flush=True)
 
 
+CYCLE = [(4096, 3072, 3072), (512, 3072, 3072), (4096, 12288, 3072), (4096, 3072, 12288), (512, 12288, 3072),
+         (512, 3072, 12288), (4608, 3072, 3072), (4608, 12288, 3072), (4608, 3072, 15360)]
+"""FLUX.1-dev's GEMM shapes (M, N, K) at M >= 512, as a step cycles through them."""
+
+
+def torch_ops_cycling() -> None:
+    """The same eager ops, each call on the next shape of ``CYCLE``: a cache of cuBLASLt's algorithm
+    choice for the last shape only would show here and not in ``torch_ops``."""
+    operands = []
+    for m, n, k in CYCLE:
+        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+        w = torch.randn(n, k, device="cuda", dtype=torch.bfloat16)
+        xq, row_scale = fp8.quantize_rows(x)
+        operands.append((x, w, xq, row_scale, w.to(torch.float8_e4m3fn), torch.ones(1, n, device="cuda")))
+    ops = {
+        "torch.mm (bf16)": lambda o: torch.mm(o[0], o[1].t()),
+        "_scaled_mm (fast accum)": lambda o: torch._scaled_mm(o[2], o[4].t(), scale_a=o[3], scale_b=o[5],
+                                                            out_dtype=torch.bfloat16, use_fast_accum=True),
+    }
+    for name, op in ops.items():
+        def cycle(op=op):
+            for o in operands:
+                op(o)
+        per_call = host_us(cycle, calls=CALLS // len(CYCLE)) / len(CYCLE)
+        print(f"eager {name:36} {per_call:7.1f} us a call, cycling through {len(CYCLE)} shapes", flush=True)
+
+
 def compiled_stacks() -> None:
     torch.manual_seed(0)
     linears = [torch.nn.Linear(K, N, dtype=torch.bfloat16, device="cuda") for _ in range(LAYERS)]
@@ -93,6 +121,7 @@ def compiled_stacks() -> None:
 def main() -> None:
     print(torch.cuda.get_device_name(), torch.__version__, f"M, N, K = {M}, {N}, {K}")
     torch_ops()
+    torch_ops_cycling()
     compiled_stacks()
 
 
