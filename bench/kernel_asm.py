@@ -34,6 +34,7 @@ from triton.backends.compiler import GPUTarget
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from nvfp4_triton.act_quant import row_quant_plan  # noqa: E402
+from nvfp4_triton.gemm import gemv_slices  # noqa: E402
 from nvfp4_triton.kernels._act_quant import fp8_row_quant_kernel, nvfp4_act_quant_kernel  # noqa: E402
 from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel  # noqa: E402
 from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
@@ -50,10 +51,11 @@ def _fused(m, n, k, cfg):
 
 
 def _gemv(m, n, k, cfg):
-    bm, bn, bk, warps, split = (cfg + [1, 32, 512, 4, 1][len(cfg):])
+    bm, bn, bk, warps, split_k = (cfg + [1, 32, 512, 4, 1][len(cfg):])
+    k_per_split, split = gemv_slices(k, bk, split_k)
     args = dict(x_ptr="*bf16", words_ptr="*i64", scale_ptr="*u8", global_scale_ptr="*fp32", bias_ptr="*bf16",
                 y_ptr="*bf16" if split == 1 else "*fp32", M=m, N=n, K=k, blocks_per_row=k // 16,
-                k_per_split=-(-k // (bk * split)) * bk, stride_xm=k, stride_xk=1, stride_ym=n, stride_yn=1,
+                k_per_split=k_per_split, stride_xm=k, stride_xk=1, stride_ym=n, stride_yn=1,
                 HAS_BIAS=split == 1, GELU_TANH=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=split)
     return w4a16_gemv_kernel, args, warps, 1, bn * bk
 

@@ -301,15 +301,21 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
     return y
 
 
+def gemv_slices(k: int, block_k: int, split_k: int) -> tuple[int, int]:
+    """``(k_per_split, split)``: K columns per slice (whole K tiles) and how many slices the GEMV
+    launches, at most ``split_k`` and none left empty."""
+    steps = cdiv(k, block_k)
+    k_per_split = cdiv(steps, min(split_k, steps)) * block_k
+    return k_per_split, cdiv(k, k_per_split)
+
+
 def _launch_gemv(cfg: GemvConfig, x, words, scale_bits, global_scale, bias, y, gelu: bool) -> None:
     """The GEMV into ``y``: one launch, or with K split across programs two (partial sums, then their sum)."""
     m, k = x.shape
     n = words.shape[0]
-    steps = cdiv(k, cfg.block_k)
-    k_per_split = cdiv(steps, min(cfg.split_k, steps)) * cfg.block_k
-    split = cdiv(k, k_per_split)  # no slice left empty
-    out = y if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    k_per_split, split = gemv_slices(k, cfg.block_k, cfg.split_k)
     epilogue_here = split == 1
+    out = y if epilogue_here else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
     _gemv_kernel(
         (cdiv(n, cfg.block_n), split), x, words, scale_bits, global_scale, bias if bias is not None else y, out,
         m, n, k, k // 16, k_per_split,

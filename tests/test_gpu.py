@@ -159,8 +159,8 @@ def test_inductor_traces_fp8_layers_into_its_graph(resident, k, monkeypatch):
     """Traced (the default under torch.compile), compiled ``activation="fp8"`` and FP8-resident layers
     make no opaque call either (``torch._scaled_mm`` is a graph op), and match eager: the same GEMM
     on x quantized by the same per-token recipe, with GELU rounded by inductor instead of our
-    epilogue. Rows longer than
-    ``GRAPH_QUANT_MAX_K`` are quantized by our row quantizer, launched by inductor's code.
+    epilogue. Rows longer than ``GRAPH_QUANT_MAX_K`` are quantized by our row quantizer, launched
+    by inductor's code.
 
     Shorter rows are quantized by inductor's code from ``fp8.quantize_rows``, which may round an
     element to the neighbouring E4M3 value where our kernel does not (on an H200, 2 of 524288

@@ -25,6 +25,17 @@ def gelu_tanh(a):
     return a * tl.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
+@triton.jit
+def epilogue(sums, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS: tl.constexpr, GELU_TANH: tl.constexpr):
+    """``act(sums * global_scale + bias[offs_n])``, in fp32; ``offs_n`` indexes the last dimension of ``sums``."""
+    out = sums * tl.load(global_scale_ptr)
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
+    if GELU_TANH:
+        out = gelu_tanh(out)
+    return out
+
+
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemm_kernel(
     x_ptr, packed_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
@@ -82,10 +93,6 @@ def w4a16_gemm_kernel(
         else:
             acc = tl.dot(x, tl.trans(w.to(x.dtype)), acc)
 
-    acc = acc * tl.load(global_scale_ptr)
-    if HAS_BIAS:
-        acc += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)[None, :]
-    if GELU_TANH:
-        acc = gelu_tanh(acc)
+    acc = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
     y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
     tl.store(y_ptrs, acc.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])

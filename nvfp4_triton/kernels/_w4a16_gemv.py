@@ -16,7 +16,7 @@ import triton
 import triton.language as tl
 
 from ._nvfp4_decode import e4m3_to_f16, nibble_e2m1_f32
-from ._w4a16_gemm import gelu_tanh
+from ._w4a16_gemm import epilogue
 
 
 @triton.jit(do_not_specialize=["M"])
@@ -100,13 +100,3 @@ def w4a16_gemv_reduce_kernel(
     out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask, HAS_BIAS, GELU_TANH)
     tl.store(y_ptr + offs_m * stride_ym + offs_n * stride_yn, out.to(y_ptr.dtype.element_ty), mask=mask)
 
-
-@triton.jit
-def epilogue(sums, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS: tl.constexpr, GELU_TANH: tl.constexpr):
-    """``act(sums * global_scale + bias[offs_n])``, in fp32; ``offs_n`` indexes the last dimension of ``sums``."""
-    out = sums * tl.load(global_scale_ptr)
-    if HAS_BIAS:
-        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
-    if GELU_TANH:
-        out = gelu_tanh(out)
-    return out

@@ -83,10 +83,10 @@ def torch_ops_cycling() -> None:
         print(f"eager {name:36} {per_call:7.1f} us a call, cycling through {len(CYCLE)} shapes", flush=True)
 
 
-def compiled_stacks() -> None:
+def stacks() -> dict[str, list[torch.nn.Module]]:
+    """``LAYERS`` layers of the (N, K) shape in each mode, all quantized from the same BF16 linears."""
     torch.manual_seed(0)
     linears = [torch.nn.Linear(K, N, dtype=torch.bfloat16, device="cuda") for _ in range(LAYERS)]
-    x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
 
     def nvfp4(activation):
         layers = [NVFP4Linear.from_linear(lin) for lin in linears]
@@ -94,21 +94,26 @@ def compiled_stacks() -> None:
             layer.activation = activation
         return layers
 
-    stacks = {
-        "bf16 nn.Linear": linears,
-        "W4A16 NVFP4Linear": nvfp4(None),
-        "fp8 NVFP4Linear": nvfp4("fp8"),
-        "FP8Linear": [FP8Linear.from_nvfp4(layer) for layer in nvfp4("fp8")],
-    }
-    for name, layers in stacks.items():
-        # Each layer's input is x, as in q/k/v: no layer waits on another, and the shapes stay N = K.
-        model = torch.nn.ModuleList(layers)
+    return {"bf16 nn.Linear": linears, "W4A16 NVFP4Linear": nvfp4(None), "fp8 NVFP4Linear": nvfp4("fp8"),
+            "FP8Linear": [FP8Linear.from_nvfp4(layer) for layer in nvfp4("fp8")]}
 
-        def forward(inp, model=model):
-            return [layer(inp) for layer in model]
 
-        torch._dynamo.reset()
-        compiled = torch.compile(forward, fullgraph=True)
+def compiled_forward(layers: list[torch.nn.Module]):
+    """``torch.compile`` (default mode, one graph) of all ``layers`` applied to one x, as q/k/v take
+    theirs: no layer waits on another, and the shapes stay N = K."""
+    model = torch.nn.ModuleList(layers)
+
+    def forward(inp):
+        return [layer(inp) for layer in model]
+
+    torch._dynamo.reset()
+    return torch.compile(forward, fullgraph=True)
+
+
+def compiled_stacks() -> None:
+    x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
+    for name, layers in stacks().items():
+        compiled = compiled_forward(layers)
         with torch.no_grad():
             start = time.perf_counter()
             compiled(x)

@@ -16,28 +16,12 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host_s13"))
 
 from bench_host import per_call_us, profile_table  # noqa: E402
+from host_per_layer import LAYERS, K, M, N, compiled_forward, stacks  # noqa: E402
 
-from nvfp4_triton import FP8Linear, NVFP4Linear  # noqa: E402
-
-M, N, K = 4096, 3072, 3072
-LAYERS = 8
 CALLS = 25
-
-
-def stacks() -> dict[str, list[torch.nn.Module]]:
-    torch.manual_seed(0)
-    linears = [torch.nn.Linear(K, N, dtype=torch.bfloat16, device="cuda") for _ in range(LAYERS)]
-
-    def nvfp4(activation):
-        layers = [NVFP4Linear.from_linear(lin) for lin in linears]
-        for layer in layers:
-            layer.activation = activation
-        return layers
-
-    return {"bf16": linears, "w4a16": nvfp4(None), "fp8": nvfp4("fp8"),
-            "fp8-resident": [FP8Linear.from_nvfp4(layer) for layer in nvfp4("fp8")]}
 
 
 def generated_modules() -> set[str]:
@@ -51,19 +35,13 @@ def main() -> None:
     x = torch.randn(M, K, device="cuda", dtype=torch.bfloat16)
     print(torch.cuda.get_device_name(), torch.__version__, f"M, N, K = {M}, {N}, {K}", flush=True)
     for name, layers in stacks().items():
-        model = torch.nn.ModuleList(layers)
-
-        def forward(inp, model=model):
-            return [layer(inp) for layer in model]
-
-        torch._dynamo.reset()
         before = generated_modules()
-        compiled = torch.compile(forward, fullgraph=True)
+        compiled = compiled_forward(layers)
         with torch.no_grad():
             compiled(x)
             torch.cuda.synchronize()
             for path in sorted(generated_modules() - before):
-                shutil.copy(path, out / f"{name}-{Path(path).name}")
+                shutil.copy(path, out / f"{name.replace(' ', '_')}-{Path(path).name}")
             per_layer = per_call_us(lambda: compiled(x), CALLS)[0] / LAYERS
             table = profile_table(lambda: compiled(x), CALLS, rows=25)
         print(f"\n===== {name}: {per_layer:.1f} us a layer; cProfile of {CALLS} calls x {LAYERS} layers", flush=True)
