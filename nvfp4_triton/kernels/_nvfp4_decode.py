@@ -43,18 +43,19 @@ def unpack_block(packed, raw_scale, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr
 
 
 @triton.jit
-def nibble_e2m1_f32(word, i: tl.constexpr):
-    """Nibble ``i`` (0-7, low first) of each uint32 in ``word`` -> its E2M1 value times 2**-14, exact, as fp32.
+def nibble_pair_e2m1_f32(word, i: tl.constexpr):
+    """Nibbles ``i`` and ``i + 4`` (``i`` in 0-3, low first) of each uint32 in ``word`` -> their E2M1
+    values times 2**-14, exact, as two fp32 tensors.
 
-    :func:`e2m1_to_f16`'s bit pattern, shifted straight out of the word: two shifts and two masks
-    per value, and no multiply (callers fold 2**14 into the block scale).
+    :func:`e2m1_to_f16`'s bit pattern for both at once: nibble ``i + 4`` sits 16 bits above nibble
+    ``i``, so one pair of shifts and masks builds two fp16 patterns in one 32-bit word, one per
+    half; each half then widens to fp32. No multiply: callers fold 2**14 into the block scale.
     """
-    if 4 * i >= 12:
-        sign = (word >> (4 * i - 12)) & 0x8000
-    else:
-        sign = (word << (12 - 4 * i)) & 0x8000
     if 4 * i >= 9:
-        magnitude = (word >> (4 * i - 9)) & 0x0E00
+        magnitude = (word >> (4 * i - 9)) & 0x0E000E00
     else:
-        magnitude = (word << (9 - 4 * i)) & 0x0E00
-    return (sign | magnitude).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+        magnitude = (word << (9 - 4 * i)) & 0x0E000E00
+    bits = ((word << (12 - 4 * i)) & 0x80008000) | magnitude
+    low = (bits & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+    high = (bits >> 16).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+    return low, high

@@ -15,7 +15,7 @@ partial sums, and ``w4a16_gemv_reduce_kernel`` adds them up and applies the epil
 import triton
 import triton.language as tl
 
-from ._nvfp4_decode import e4m3_to_f16, nibble_e2m1_f32
+from ._nvfp4_decode import e4m3_to_f16, nibble_pair_e2m1_f32
 from ._w4a16_gemm import epilogue
 
 
@@ -51,24 +51,31 @@ def w4a16_gemv_kernel(
         mask_m = offs_m < M
         x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
         acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCKS), dtype=tl.float32)
+        blk = k_start // 16 + offs_b
+        mask_w = mask_n[:, None] & (blk[None, :] < blocks_per_row)
+        words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
+        raw_scale = tl.load(s_rows + blk[None, :], mask=mask_w, other=0)
         for k0 in range(k_start, k_end, BLOCK_K):
-            blk = k0 // 16 + offs_b
-            mask_w = mask_n[:, None] & (blk[None, :] < blocks_per_row)
-            words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
+            # The next tile's loads go out before this tile is decoded, and stream in meanwhile.
+            next_blk = blk + BLOCKS
+            mask_next = mask_n[:, None] & (next_blk[None, :] < blocks_per_row) & (k0 + BLOCK_K < k_end)
+            next_words = tl.load(w_rows + next_blk[None, :], mask=mask_next, other=0)
+            next_scale = tl.load(s_rows + next_blk[None, :], mask=mask_next, other=0)
             # e4m3 * 2**14: the nibbles below decode to e2m1 * 2**-14.
-            scale = e4m3_to_f16(tl.load(s_rows + blk[None, :], mask=mask_w, other=0)).to(tl.float32) * 16384.0
-            low = (words & 0xFFFFFFFF).to(tl.uint32)  # elements 0-7 of each block
-            high = (words >> 32).to(tl.uint32)  # elements 8-15
+            scale = e4m3_to_f16(raw_scale).to(tl.float32) * 16384.0
             first = 16 * blk[None, :]
             mask_x = mask_m[:, None] & (first < K)
             part = tl.zeros((BLOCK_M, BLOCK_N, BLOCKS), dtype=tl.float32)
-            for i in tl.static_range(8):
-                x_i = tl.load(x_rows + (first + i) * stride_xk, mask=mask_x, other=0.0).to(tl.float32)
-                part += nibble_e2m1_f32(low, i)[None] * x_i[:, None, :]
-            for i in tl.static_range(8):
-                x_i = tl.load(x_rows + (first + 8 + i) * stride_xk, mask=mask_x, other=0.0).to(tl.float32)
-                part += nibble_e2m1_f32(high, i)[None] * x_i[:, None, :]
+            for half in tl.static_range(2):  # elements 0-7 of each block from the low 32 bits, 8-15 from the high
+                half_words = ((words >> (32 * half)) & 0xFFFFFFFF).to(tl.uint32)
+                for i in tl.static_range(4):
+                    w_i, w_i4 = nibble_pair_e2m1_f32(half_words, i)
+                    x_i = tl.load(x_rows + (first + 8 * half + i) * stride_xk, mask=mask_x, other=0.0)
+                    x_i4 = tl.load(x_rows + (first + 8 * half + i + 4) * stride_xk, mask=mask_x, other=0.0)
+                    part += w_i[None] * x_i.to(tl.float32)[:, None, :]
+                    part += w_i4[None] * x_i4.to(tl.float32)[:, None, :]
             acc += part * scale[None]
+            words, raw_scale, blk = next_words, next_scale, next_blk
         mask_y = mask_m[:, None] & mask_n[None, :]
         if SPLIT_K == 1:
             out = epilogue(tl.sum(acc, axis=2), global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
