@@ -316,17 +316,28 @@ def _launch_gemv(cfg: GemvConfig, x, words, scale_bits, global_scale, bias, y, g
     k_per_split, split = gemv_slices(k, cfg.block_k, cfg.split_k)
     epilogue_here = split == 1
     out = y if epilogue_here else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    x_words = _int64_rows(x)
     _gemv_kernel(
-        (cdiv(n, cfg.block_n), split), x, words, scale_bits, global_scale, bias if bias is not None else y, out,
+        (cdiv(n, cfg.block_n), split), x_words, words, scale_bits, global_scale, bias if bias is not None else y, out,
         m, n, k, k // 16, k_per_split,
-        x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+        x_words.stride(0), y.stride(0), y.stride(1),
+        X_BF16=x.dtype == torch.bfloat16,
         HAS_BIAS=bias is not None and epilogue_here, GELU_TANH=gelu and epilogue_here,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, NUM_STAGES=cfg.num_stages,
+        num_warps=cfg.num_warps,
     )
     if not epilogue_here:
         _gemv_reduce_kernel((cdiv(m * n, _REDUCE_BLOCK),), out, global_scale, bias if bias is not None else y, y,
                             m, n, y.stride(0), y.stride(1), HAS_BIAS=bias is not None, GELU_TANH=gelu,
                             SPLIT_K=split, BLOCK=_REDUCE_BLOCK, num_warps=4)
+
+
+def _int64_rows(x: torch.Tensor) -> torch.Tensor:
+    """x's rows (16-bit values, K a multiple of 16) viewed as int64 words of four, for the GEMV to
+    load four values at a time; copied first where its strides or offset do not allow that view."""
+    if x.stride(1) != 1 or x.stride(0) % 4 or x.storage_offset() % 4:
+        x = x.clone(memory_format=torch.contiguous_format)
+    return x.view(torch.int64)
 
 
 def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None,

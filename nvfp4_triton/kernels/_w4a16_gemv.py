@@ -19,21 +19,40 @@ from ._nvfp4_decode import e4m3_to_f16, nibble_pair_e2m1_f32
 from ._w4a16_gemm import epilogue
 
 
+@triton.jit
+def activation_f32(word, i: tl.constexpr, BF16: tl.constexpr):
+    """Value ``i`` (0-3, low first) of the four 16-bit floats in each int64 of ``word``, as fp32.
+
+    A bf16 is the top half of the fp32 with the same value, so it takes one shift or mask; fp16
+    takes a conversion.
+    """
+    bits = ((word >> (32 * (i // 2))) & 0xFFFFFFFF).to(tl.uint32)
+    if BF16:
+        if i % 2 == 0:
+            bits = bits << 16
+        else:
+            bits = bits & 0xFFFF0000
+        return bits.to(tl.float32, bitcast=True)
+    return ((bits >> (16 * (i % 2))) & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
+
+
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemv_kernel(
     x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
     M, N, K, blocks_per_row, k_per_split,
-    stride_xm, stride_xk, stride_ym, stride_yn,
+    stride_xm, stride_ym, stride_yn,
+    X_BF16: tl.constexpr,
     HAS_BIAS: tl.constexpr,
     GELU_TANH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr,
+    SPLIT_K: tl.constexpr, NUM_STAGES: tl.constexpr,
 ):
     """BLOCK_N output columns, every row of y, over ``k_per_split`` columns of K (a multiple of
     BLOCK_K) per program; grid (cdiv(N, BLOCK_N), SPLIT_K).
 
     ``words_ptr``: the packed codes viewed as int64 ``[N, K/16]``; ``blocks_per_row`` = K / 16
-    (also the row stride of the words and of the scales). Rows of x are taken BLOCK_M at a time;
+    (also the row stride of the words and of the scales). ``x_ptr``: x's rows viewed as int64
+    words of four bf16 (``X_BF16``) or fp16 values, ``stride_xm`` words apart. Rows of x are taken BLOCK_M at a time;
     each group re-reads the program's weight strip, which by then sits in L1/L2. With
     ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial sums, without
     global scale, bias or GELU.
@@ -51,31 +70,26 @@ def w4a16_gemv_kernel(
         mask_m = offs_m < M
         x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
         acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCKS), dtype=tl.float32)
-        blk = k_start // 16 + offs_b
-        mask_w = mask_n[:, None] & (blk[None, :] < blocks_per_row)
-        words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
-        raw_scale = tl.load(s_rows + blk[None, :], mask=mask_w, other=0)
-        for k0 in range(k_start, k_end, BLOCK_K):
-            # The next tile's loads go out before this tile is decoded, and stream in meanwhile.
-            next_blk = blk + BLOCKS
-            mask_next = mask_n[:, None] & (next_blk[None, :] < blocks_per_row) & (k0 + BLOCK_K < k_end)
-            next_words = tl.load(w_rows + next_blk[None, :], mask=mask_next, other=0)
-            next_scale = tl.load(s_rows + next_blk[None, :], mask=mask_next, other=0)
+        for k0 in tl.range(k_start, k_end, BLOCK_K, num_stages=NUM_STAGES):
+            blk = k0 // 16 + offs_b
+            mask_w = mask_n[:, None] & (blk[None, :] < blocks_per_row)
+            words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
+            raw_scale = tl.load(s_rows + blk[None, :], mask=mask_w, other=0)
             # e4m3 * 2**14: the nibbles below decode to e2m1 * 2**-14.
             scale = e4m3_to_f16(raw_scale).to(tl.float32) * 16384.0
-            first = 16 * blk[None, :]
-            mask_x = mask_m[:, None] & (first < K)
+            x_blocks = x_rows + 4 * blk[None, :]
+            mask_x = mask_m[:, None] & (blk[None, :] < blocks_per_row)
             part = tl.zeros((BLOCK_M, BLOCK_N, BLOCKS), dtype=tl.float32)
             for half in tl.static_range(2):  # elements 0-7 of each block from the low 32 bits, 8-15 from the high
                 half_words = ((words >> (32 * half)) & 0xFFFFFFFF).to(tl.uint32)
+                # Elements 8h..8h+3 and 8h+4..8h+7 of x, one int64 word each: a load per four values.
+                x_low = tl.load(x_blocks + 2 * half, mask=mask_x, other=0)
+                x_high = tl.load(x_blocks + 2 * half + 1, mask=mask_x, other=0)
                 for i in tl.static_range(4):
                     w_i, w_i4 = nibble_pair_e2m1_f32(half_words, i)
-                    x_i = tl.load(x_rows + (first + 8 * half + i) * stride_xk, mask=mask_x, other=0.0)
-                    x_i4 = tl.load(x_rows + (first + 8 * half + i + 4) * stride_xk, mask=mask_x, other=0.0)
-                    part += w_i[None] * x_i.to(tl.float32)[:, None, :]
-                    part += w_i4[None] * x_i4.to(tl.float32)[:, None, :]
+                    part += w_i[None] * activation_f32(x_low, i, X_BF16)[:, None, :]
+                    part += w_i4[None] * activation_f32(x_high, i, X_BF16)[:, None, :]
             acc += part * scale[None]
-            words, raw_scale, blk = next_words, next_scale, next_blk
         mask_y = mask_m[:, None] & mask_n[None, :]
         if SPLIT_K == 1:
             out = epilogue(tl.sum(acc, axis=2), global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)

@@ -1,9 +1,10 @@
-"""The library's GEMV (v19) against v17 (``gemv_v17.py``) and cuBLAS BF16, one process, one card.
+"""The library's GEMV against v17 (``gemv_v17.py``) and cuBLAS BF16, one process, one card.
 
 For each issue-5 small-M weight at M = 1, 2 and 4, every GEMV config the tuner would time
-(``autotune.candidate_configs``) runs through the library's own launch path, once with each
-kernel; the best per kernel is reported, as GPU time of CUDA-graph replays with L2 flushed before
-each (``autotune.benchmark_ms``). Each output is checked against a float64 reference first.
+(``autotune.candidate_configs``, at one pipeline stage) runs through the library's launch path:
+with v17's kernel and launch, then with the library's kernel at 1-4 stages. The best config per
+variant is reported, as GPU time of CUDA-graph replays with L2 flushed before each
+(``autotune.benchmark_ms``). Each output is checked against a float64 reference first.
 
     PYTHONPATH=. python3 bench/experiments/gemv_s15/ab.py [--out DIR]
 
@@ -24,20 +25,22 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from gemv_v17 import gemv_v17_kernel  # noqa: E402
+from dataclasses import replace  # noqa: E402
+
+from gemv_v17 import launch_v17  # noqa: E402
 from nvfp4_triton import gemm, quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms, candidate_configs  # noqa: E402
-from nvfp4_triton.launch import Kernel  # noqa: E402
 from nvfp4_triton.tiling import GemvConfig, describe  # noqa: E402
 
 WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
-KERNELS = {"v17": Kernel(gemv_v17_kernel), "v19": gemm._gemv_kernel}
+VARIANTS = {"v17": (launch_v17, 1), **{f"s{stages}": (gemm._launch_gemv, stages) for stages in (1, 2, 3, 4)}}
+"""name: (GEMV launch, pipeline stages)"""
 
 
-def time_kernel(kernel: Kernel, x, q, bias, configs, ref) -> tuple[float, str, float]:
-    """(best ms, its config, worst relative error over the configs) with ``kernel`` as the GEMV."""
-    library_kernel = gemm._gemv_kernel
-    gemm._gemv_kernel = kernel
+def time_variant(launch, x, q, bias, configs, ref) -> tuple[float, str, float]:
+    """(best ms, its config, worst relative error over the configs) with ``launch`` as the GEMV's launch."""
+    library_launch = gemm._launch_gemv
+    gemm._launch_gemv = launch
     try:
         best, best_cfg, worst_err = float("inf"), "", 0.0
         for cfg in configs:
@@ -48,7 +51,7 @@ def time_kernel(kernel: Kernel, x, q, bias, configs, ref) -> tuple[float, str, f
                 best, best_cfg = ms, describe(cfg)
         return best, best_cfg, worst_err
     finally:
-        gemm._gemv_kernel = library_kernel
+        gemm._launch_gemv = library_launch
 
 
 def main() -> int:
@@ -67,15 +70,16 @@ def main() -> int:
             ref = F.linear(x.double(), q.dequantize(torch.float64), bias.double())
             configs = [c for c in candidate_configs(m, n, k, 228 * 1024) if isinstance(c, GemvConfig)]
             row = {"M": m, "N": n, "K": k, "bf16_ms": benchmark_ms(lambda: F.linear(x, w_bf16, bias))}
-            for name, kernel in KERNELS.items():
-                ms, cfg, err = time_kernel(kernel, x, q, bias, configs, ref)
+            for name, (launch, stages) in VARIANTS.items():
+                staged = [replace(c, num_stages=stages) for c in configs]
+                ms, cfg, err = time_variant(launch, x, q, bias, staged, ref)
                 row.update({f"{name}_ms": ms, f"{name}_config": cfg, f"{name}_err": err,
                             f"{name}_ratio": row["bf16_ms"] / ms, f"{name}_gbps": q.nbytes / ms * 1e-6})
             rows.append(row)
             print(f"M={m} [{n}, {k}]  bf16 {row['bf16_ms'] * 1e3:6.1f} us | "
                   + " | ".join(f"{name} {row[f'{name}_ms'] * 1e3:6.1f} us {row[f'{name}_ratio']:.2f}x "
                                f"{row[f'{name}_gbps']:5.0f} GB/s ({row[f'{name}_config']}, err {row[f'{name}_err']:.1e})"
-                               for name in KERNELS), flush=True)
+                               for name in VARIANTS), flush=True)
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / "gemv_ab.json").write_text(json.dumps(rows, indent=1))
     return 0

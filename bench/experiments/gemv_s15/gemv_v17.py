@@ -1,10 +1,13 @@
-"""The split GEMV as it stood before session 15 (v17, commit 8928659): one nibble decoded at a
-time, and each K tile's words loaded at the top of its own trip. Kept only so that
-``ab.py`` can time it beside the library's kernel in one process."""
+"""The split GEMV as it stood before session 15 (v17, commit 8928659), with its launch: one
+nibble decoded at a time, and x read one element per load. Kept only so that ``ab.py`` can time
+it beside the library's kernel in one process."""
 
+import torch
 import triton
 import triton.language as tl
 
+from nvfp4_triton import gemm
+from nvfp4_triton.launch import Kernel
 from nvfp4_triton.kernels._nvfp4_decode import e4m3_to_f16
 from nvfp4_triton.kernels._w4a16_gemm import epilogue
 
@@ -86,3 +89,27 @@ def gemv_v17_kernel(
             rows = tl.program_id(1) * M + offs_m
             tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], tl.sum(acc, axis=2), mask=mask_y)
 
+
+
+_kernel = Kernel(gemv_v17_kernel)
+
+
+def launch_v17(cfg, x, words, scale_bits, global_scale, bias, y, gelu: bool) -> None:
+    """``gemm._launch_gemv`` as of v17 (its arguments and effect)."""
+    m, k = x.shape
+    n = words.shape[0]
+    k_per_split, split = gemm.gemv_slices(k, cfg.block_k, cfg.split_k)
+    epilogue_here = split == 1
+    out = y if epilogue_here else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    _kernel(
+        (triton.cdiv(n, cfg.block_n), split), x, words, scale_bits, global_scale, bias if bias is not None else y, out,
+        m, n, k, k // 16, k_per_split,
+        x.stride(0), x.stride(1), y.stride(0), y.stride(1),
+        HAS_BIAS=bias is not None and epilogue_here, GELU_TANH=gelu and epilogue_here,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
+    )
+    if not epilogue_here:
+        gemm._gemv_reduce_kernel((triton.cdiv(m * n, gemm._REDUCE_BLOCK),), out, global_scale,
+                                 bias if bias is not None else y, y, m, n, y.stride(0), y.stride(1),
+                                 HAS_BIAS=bias is not None, GELU_TANH=gelu, SPLIT_K=split,
+                                 BLOCK=gemm._REDUCE_BLOCK, num_warps=4)
