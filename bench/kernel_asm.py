@@ -51,13 +51,12 @@ def _fused(m, n, k, cfg):
 
 
 def _gemv(m, n, k, cfg):
-    bm, bn, bk, warps, split_k, stages = (cfg + [1, 32, 512, 4, 1, 1][len(cfg):])
+    bm, bn, bk, warps, split_k = (cfg + [1, 32, 512, 4, 1][len(cfg):])
     k_per_split, split = gemv_slices(k, bk, split_k)
     args = dict(x_ptr="*i64", words_ptr="*i64", scale_ptr="*u8", global_scale_ptr="*fp32", bias_ptr="*bf16",
                 y_ptr="*bf16" if split == 1 else "*fp32", M=m, N=n, K=k, blocks_per_row=k // 16,
                 k_per_split=k_per_split, stride_xm=k // 4, stride_ym=n, stride_yn=1, X_BF16=True,
-                HAS_BIAS=split == 1, GELU_TANH=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=split,
-                NUM_STAGES=stages)
+                HAS_BIAS=split == 1, GELU_TANH=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=split)
     return w4a16_gemv_kernel, args, warps, 1, bn * bk
 
 
@@ -193,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kernel", choices=sorted(KERNELS))
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 18432, 3072], metavar=("M", "N", "K"))
     parser.add_argument("--config", type=int, nargs="*", default=[],
-                        help="fused: BM BN BK warps stages group_m; gemv: BM BN BK warps split_k stages; gemv-reduce: split_k "
+                        help="fused: BM BN BK warps stages group_m; gemv: BM BN BK warps split_k; gemv-reduce: split_k "
                              "BLOCK warps; nvfp4-quant: BM BK warps; dequant, fp8-operands: BN BK "
                              "warps; fp8-quant: BLOCK_K warps")
     parser.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90 = Hopper)")

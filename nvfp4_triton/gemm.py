@@ -323,8 +323,7 @@ def _launch_gemv(cfg: GemvConfig, x, words, scale_bits, global_scale, bias, y, g
         x_words.stride(0), y.stride(0), y.stride(1),
         X_BF16=x.dtype == torch.bfloat16,
         HAS_BIAS=bias is not None and epilogue_here, GELU_TANH=gelu and epilogue_here,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, NUM_STAGES=cfg.num_stages,
-        num_warps=cfg.num_warps,
+        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
     )
     if not epilogue_here:
         _gemv_reduce_kernel((cdiv(m * n, _REDUCE_BLOCK),), out, global_scale, bias if bias is not None else y, y,

@@ -68,21 +68,17 @@ def default_config(m: int, n: int, k: int) -> TileConfig:
 @dataclass(frozen=True)
 class GemvConfig:
     """The GEMV kernel: activation rows per pass (block_m), weight rows per program (block_n), K tile,
-    warps, the number of slices K is split into across programs (split_k; more than one adds a
-    launch that sums the slices), and K tiles in flight per program (num_stages; above one, Triton
-    streams the next tiles into shared memory while this one is multiplied)."""
+    warps, and the number of slices K is split into across programs (split_k; more than one adds a
+    launch that sums the slices)."""
 
     block_m: int = 1
     block_n: int = 32
     block_k: int = 512
     num_warps: int = 4
     split_k: int = 1
-    num_stages: int = 1
 
     def __post_init__(self) -> None:
         _check_tiles(self, {"block_m": 1, "block_n": 1, "block_k": MIN_BLOCK_K, "split_k": 1})
-        if self.num_stages < 1:
-            raise ValueError(f"GemvConfig: num_stages must be >= 1, got {self.num_stages}")
 
 
 @dataclass(frozen=True)
@@ -151,5 +147,5 @@ def describe(cfg: GemmConfig) -> str:
         return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
     if isinstance(cfg, GemvConfig):
         split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
-        return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}{split}"
+        return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}{split}"
     return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"

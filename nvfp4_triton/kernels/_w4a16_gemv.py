@@ -36,6 +36,24 @@ def activation_f32(word, i: tl.constexpr, BF16: tl.constexpr):
     return ((bits >> (16 * (i % 2))) & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
 
 
+@triton.jit
+def _load_tile(w_rows, s_rows, x_rows, blk, mask_n, mask_m, blocks_per_row, wanted):
+    """K tile ``blk`` (scale-block indices): its codes and scales ``[BLOCK_N, BLOCKS]``, and x's four
+    int64 words per block ``[BLOCK_M, BLOCKS]`` (elements 0-3, 4-7, 8-11, 12-15); all zero where
+    ``wanted`` is false or past K."""
+    in_k = (blk < blocks_per_row) & wanted
+    mask_w = mask_n[:, None] & in_k[None, :]
+    words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
+    raw_scale = tl.load(s_rows + blk[None, :], mask=mask_w, other=0)
+    x_blocks = x_rows + 4 * blk[None, :]
+    mask_x = mask_m[:, None] & in_k[None, :]
+    x0 = tl.load(x_blocks, mask=mask_x, other=0)
+    x1 = tl.load(x_blocks + 1, mask=mask_x, other=0)
+    x2 = tl.load(x_blocks + 2, mask=mask_x, other=0)
+    x3 = tl.load(x_blocks + 3, mask=mask_x, other=0)
+    return blk, words, raw_scale, x0, x1, x2, x3
+
+
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemv_kernel(
     x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
@@ -45,7 +63,7 @@ def w4a16_gemv_kernel(
     HAS_BIAS: tl.constexpr,
     GELU_TANH: tl.constexpr,
     BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-    SPLIT_K: tl.constexpr, NUM_STAGES: tl.constexpr,
+    SPLIT_K: tl.constexpr,
 ):
     """BLOCK_N output columns, every row of y, over ``k_per_split`` columns of K (a multiple of
     BLOCK_K) per program; grid (cdiv(N, BLOCK_N), SPLIT_K).
@@ -70,25 +88,26 @@ def w4a16_gemv_kernel(
         mask_m = offs_m < M
         x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
         acc = tl.zeros((BLOCK_M, BLOCK_N, BLOCKS), dtype=tl.float32)
-        for k0 in tl.range(k_start, k_end, BLOCK_K, num_stages=NUM_STAGES):
-            blk = k0 // 16 + offs_b
-            mask_w = mask_n[:, None] & (blk[None, :] < blocks_per_row)
-            words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
-            raw_scale = tl.load(s_rows + blk[None, :], mask=mask_w, other=0)
+        tile = _load_tile(w_rows, s_rows, x_rows, k_start // 16 + offs_b, mask_n, mask_m, blocks_per_row, True)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            # The next tile's loads go out before this tile is decoded, and stream in meanwhile; the
+            # barrier keeps the compiler from sinking them to the end of the loop.
+            blk, words, raw_scale, x0, x1, x2, x3 = tile
+            tile = _load_tile(w_rows, s_rows, x_rows, blk + BLOCKS, mask_n, mask_m, blocks_per_row,
+                              k0 + BLOCK_K < k_end)
+            tl.debug_barrier()
             # e4m3 * 2**14: the nibbles below decode to e2m1 * 2**-14.
             scale = e4m3_to_f16(raw_scale).to(tl.float32) * 16384.0
-            x_blocks = x_rows + 4 * blk[None, :]
-            mask_x = mask_m[:, None] & (blk[None, :] < blocks_per_row)
+            low = (words & 0xFFFFFFFF).to(tl.uint32)  # elements 0-7 of each block
+            high = (words >> 32).to(tl.uint32)  # elements 8-15
             part = tl.zeros((BLOCK_M, BLOCK_N, BLOCKS), dtype=tl.float32)
-            for half in tl.static_range(2):  # elements 0-7 of each block from the low 32 bits, 8-15 from the high
-                half_words = ((words >> (32 * half)) & 0xFFFFFFFF).to(tl.uint32)
-                # Elements 8h..8h+3 and 8h+4..8h+7 of x, one int64 word each: a load per four values.
-                x_low = tl.load(x_blocks + 2 * half, mask=mask_x, other=0)
-                x_high = tl.load(x_blocks + 2 * half + 1, mask=mask_x, other=0)
-                for i in tl.static_range(4):
-                    w_i, w_i4 = nibble_pair_e2m1_f32(half_words, i)
-                    part += w_i[None] * activation_f32(x_low, i, X_BF16)[:, None, :]
-                    part += w_i4[None] * activation_f32(x_high, i, X_BF16)[:, None, :]
+            for i in tl.static_range(4):
+                w_i, w_i4 = nibble_pair_e2m1_f32(low, i)
+                part += w_i[None] * activation_f32(x0, i, X_BF16)[:, None, :]
+                part += w_i4[None] * activation_f32(x1, i, X_BF16)[:, None, :]
+                w_i, w_i4 = nibble_pair_e2m1_f32(high, i)
+                part += w_i[None] * activation_f32(x2, i, X_BF16)[:, None, :]
+                part += w_i4[None] * activation_f32(x3, i, X_BF16)[:, None, :]
             acc += part * scale[None]
         mask_y = mask_m[:, None] & mask_n[None, :]
         if SPLIT_K == 1:

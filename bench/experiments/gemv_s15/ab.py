@@ -1,9 +1,9 @@
 """The library's GEMV against v17 (``gemv_v17.py``) and cuBLAS BF16, one process, one card.
 
 For each issue-5 small-M weight at M = 1, 2 and 4, every GEMV config the tuner would time
-(``autotune.candidate_configs``, at one pipeline stage) runs through the library's launch path:
-with v17's kernel and launch, then with the library's kernel at 1-4 stages. The best config per
-variant is reported, as GPU time of CUDA-graph replays with L2 flushed before each
+(``autotune.candidate_configs``) runs through the library's launch path: with v17's kernel and
+launch, with v20's kernel (``gemv_v20.py``), and as the library is. The best config per variant
+is reported, as GPU time of CUDA-graph replays with L2 flushed before each
 (``autotune.benchmark_ms``). Each output is checked against a float64 reference first.
 
     PYTHONPATH=. python3 bench/experiments/gemv_s15/ab.py [--out DIR]
@@ -25,22 +25,25 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from dataclasses import replace  # noqa: E402
-
 from gemv_v17 import launch_v17  # noqa: E402
+from gemv_v20 import gemv_v20_kernel  # noqa: E402
 from nvfp4_triton import gemm, quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms, candidate_configs  # noqa: E402
+from nvfp4_triton.launch import Kernel  # noqa: E402
 from nvfp4_triton.tiling import GemvConfig, describe  # noqa: E402
 
 WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
-VARIANTS = {"v17": (launch_v17, 1), **{f"s{stages}": (gemm._launch_gemv, stages) for stages in (1, 2, 3, 4)}}
-"""name: (GEMV launch, pipeline stages)"""
+VARIANTS = {"v17": {"_launch_gemv": launch_v17}, "v20": {"_gemv_kernel": Kernel(gemv_v20_kernel)}, "v21": {}}
+"""name: the ``nvfp4_triton.gemm`` attributes it replaces (v21: the library as it is)"""
+EXTRA = [(8, 512, 2), (32, 512, 8), (64, 512, 8), (16, 256, 4)]
+"""(block_n, block_k, warps) timed for v21 beside the tuner's GEMV configs, with and without split K"""
 
 
-def time_variant(launch, x, q, bias, configs, ref) -> tuple[float, str, float]:
-    """(best ms, its config, worst relative error over the configs) with ``launch`` as the GEMV's launch."""
-    library_launch = gemm._launch_gemv
-    gemm._launch_gemv = launch
+def time_variant(overrides: dict, x, q, bias, configs, ref) -> tuple[float, str, float]:
+    """(best ms, its config, worst relative error over the configs) with ``overrides`` in place."""
+    saved = {name: getattr(gemm, name) for name in overrides}
+    for name, value in overrides.items():
+        setattr(gemm, name, value)
     try:
         best, best_cfg, worst_err = float("inf"), "", 0.0
         for cfg in configs:
@@ -51,7 +54,8 @@ def time_variant(launch, x, q, bias, configs, ref) -> tuple[float, str, float]:
                 best, best_cfg = ms, describe(cfg)
         return best, best_cfg, worst_err
     finally:
-        gemm._launch_gemv = library_launch
+        for name, value in saved.items():
+            setattr(gemm, name, value)
 
 
 def main() -> int:
@@ -70,9 +74,14 @@ def main() -> int:
             ref = F.linear(x.double(), q.dequantize(torch.float64), bias.double())
             configs = [c for c in candidate_configs(m, n, k, 228 * 1024) if isinstance(c, GemvConfig)]
             row = {"M": m, "N": n, "K": k, "bf16_ms": benchmark_ms(lambda: F.linear(x, w_bf16, bias))}
-            for name, (launch, stages) in VARIANTS.items():
-                staged = [replace(c, num_stages=stages) for c in configs]
-                ms, cfg, err = time_variant(launch, x, q, bias, staged, ref)
+            for name, overrides in VARIANTS.items():
+                ms, cfg, err = time_variant(overrides, x, q, bias, configs, ref)
+                if name == "v21":
+                    extra = [GemvConfig(m, bn, bk, w, s) for bn, bk, w in EXTRA for s in (1, 2, 4)
+                             if -(-k // bk) >= 2 * s]
+                    more = time_variant(overrides, x, q, bias, extra, ref)
+                    row["v21_extra"] = {"ms": more[0], "config": more[1], "err": more[2]}
+                    print(f"  v21 beyond the tuner's configs: {more[0] * 1e3:.1f} us ({more[1]})", flush=True)
                 row.update({f"{name}_ms": ms, f"{name}_config": cfg, f"{name}_err": err,
                             f"{name}_ratio": row["bf16_ms"] / ms, f"{name}_gbps": q.nbytes / ms * 1e-6})
             rows.append(row)
