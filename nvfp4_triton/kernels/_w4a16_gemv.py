@@ -7,6 +7,10 @@ packed codes arrive as one int64 word per 16-element scale block, so a program's
 nibble is decoded where it was loaded, multiplied on CUDA cores by the matching activation, and
 the block's scale is applied once per 16 products. No tensor is reshaped or interleaved.
 
+x arrives as int64 words too, four values per load: one load per value (16 per block, each
+spanning a warp's 32 blocks, 1 KB) cost 15-20% of the time on an H200 (bench/NOTES.md, v20).
+Each program also loads its next K tile before decoding the current one (v21).
+
 A weight with few output rows and long ones (FLUX's ``[3072, 12288]``) gives too few programs
 to keep every SM streaming: there each program takes one of ``SPLIT_K`` slices of K, writes fp32
 partial sums, and ``w4a16_gemv_reduce_kernel`` adds them up and applies the epilogue.
