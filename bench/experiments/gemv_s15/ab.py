@@ -2,12 +2,11 @@
 
 For each issue-5 small-M weight at M = 1, 2 and 4, every GEMV config the tuner would time
 (``autotune.candidate_configs``) runs through the library's launch path: with v17's kernel and
-launch, with v20's kernel (``gemv_v20.py``), as the library is (v21), and with two K tiles in
-flight (``gemv_v22.py``). The best config per variant
+launch, with v20's kernel (``gemv_v20.py``), and as the library is (v21). The best config per variant
 is reported, as GPU time of CUDA-graph replays with L2 flushed before each
 (``autotune.benchmark_ms``). Each output is checked against a float64 reference first.
 
-    PYTHONPATH=. python3 bench/experiments/gemv_s15/ab.py [--variants v17 v20 v21 v22] [--extra] [--out DIR]
+    PYTHONPATH=. python3 bench/experiments/gemv_s15/ab.py [--variants v17 v20 v21] [--extra] [--out DIR]
 
 Prints a table and writes ``gemv_ab.json`` into DIR ($OUT, else /tmp).
 """
@@ -28,15 +27,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gemv_v17 import launch_v17  # noqa: E402
 from gemv_v20 import gemv_v20_kernel  # noqa: E402
-from gemv_v22 import gemv_v22_kernel  # noqa: E402
 from nvfp4_triton import gemm, quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms, candidate_configs  # noqa: E402
 from nvfp4_triton.launch import Kernel  # noqa: E402
 from nvfp4_triton.tiling import GemvConfig, describe  # noqa: E402
 
 WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
-VARIANTS = {"v17": {"_launch_gemv": launch_v17}, "v20": {"_gemv_kernel": Kernel(gemv_v20_kernel)}, "v21": {},
-            "v22": {"_gemv_kernel": Kernel(gemv_v22_kernel)}}
+VARIANTS = {"v17": {"_launch_gemv": launch_v17}, "v20": {"_gemv_kernel": Kernel(gemv_v20_kernel)}, "v21": {}}
 """name: the ``nvfp4_triton.gemm`` attributes it replaces (v21: the library as it is)"""
 EXTRA = [(8, 512, 2), (32, 512, 8), (64, 512, 8), (16, 256, 4)]
 """(block_n, block_k, warps) timed for v21 beside the tuner's GEMV configs, with and without split K"""
