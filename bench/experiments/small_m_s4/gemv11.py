@@ -1,8 +1,7 @@
 """Rejected variant (bench/NOTES.md, v8): one weight tile per program, split K, fp32 atomics into a workspace."""
 import triton
 import triton.language as tl
-from nvfp4_triton.kernels._nvfp4_decode import e4m3_to_f16
-from bench.experiments.gemv_s15.gemv_v17 import nibble_e2m1_f32  # moved out of the library in session 15
+from nvfp4_triton.kernels._nvfp4_decode import e4m3_to_f16, nibble_e2m1_f32
 
 
 @triton.jit(do_not_specialize=["M"])

@@ -7,8 +7,7 @@ element: each thread reloads x for each of its rows from L1.
 """
 import triton
 import triton.language as tl
-from nvfp4_triton.kernels._nvfp4_decode import e4m3_to_f16
-from bench.experiments.gemv_s15.gemv_v17 import nibble_e2m1_f32  # moved out of the library in session 15
+from nvfp4_triton.kernels._nvfp4_decode import e4m3_to_f16, nibble_e2m1_f32
 from nvfp4_triton.kernels._w4a16_gemm import gelu_tanh
 
 
