@@ -63,9 +63,8 @@ def test_gemm_writes_every_element_correctly(device, seed, m, n, k_blocks, dtype
     dtype=DTYPES,
     has_bias=st.booleans(),
     gelu=st.booleans(),
-    config=st.sampled_from([GemvConfig(2, 8, 64, num_warps=2), GemvConfig(1, 16, 32),
-                            GemvConfig(4, 4, 128), GemvConfig(1, 16, 32, split_k=4),
-                            GemvConfig(2, 8, 64, num_warps=2, split_k=2)]),
+    config=st.sampled_from([GemvConfig(2, 8, 64, num_warps=2), GemvConfig(1, 16, 32), GemvConfig(4, 4, 128),
+                            GemvConfig(1, 16, 32, split_k=4), GemvConfig(2, 8, 64, num_warps=2, split_k=2)]),
 )
 def test_gemv_kernel_writes_every_element_correctly(device, seed, m, n, k_blocks, dtype, has_bias, gelu, config):
     x, q, bias = _problem(seed, (m,), n, 16 * k_blocks, dtype, has_bias, device)
@@ -89,6 +88,23 @@ def test_gemv_split_k_adds_up_every_slice(device, m, n, k, config, gelu):
         out = out.t() if has_bias else out
         y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out, gelu=gelu)
         assert_matches_reference(y, x, q, bias, gelu=gelu)
+
+
+@pytest.mark.parametrize("layout", ["offset", "row stride"])
+def test_gemv_reads_x_that_cannot_be_viewed_as_int64_words(device, layout):
+    """The GEMV reads x four values at a time; an x starting one element into its storage, or with
+    rows not a multiple of four elements apart, is read correctly all the same."""
+    m, n, k = 3, 40, 64
+    x, q, bias = _problem(11, (m,), n, k, torch.bfloat16, True, device)
+    if layout == "offset":
+        storage = torch.empty(m * k + 1, dtype=x.dtype, device=device)
+        shifted = storage[1:].view(m, k)
+    else:
+        shifted = torch.empty(m, k + 2, dtype=x.dtype, device=device)[:, :k]
+    shifted.copy_(x)
+    out = torch.full((m, n), float("nan"), dtype=x.dtype, device=device)
+    y = w4a16_gemm(shifted, q.packed, q.block_scale, q.global_scale, bias, config=GemvConfig(4, 8, 32), out=out)
+    assert_matches_reference(y, x, q, bias)
 
 
 def test_gemv_config_on_codes_not_aligned_as_int64_words(device):

@@ -74,8 +74,9 @@ def w4a16_gemv_kernel(
 
     ``words_ptr``: the packed codes viewed as int64 ``[N, K/16]``; ``blocks_per_row`` = K / 16
     (also the row stride of the words and of the scales). ``x_ptr``: x's rows viewed as int64
-    words of four bf16 (``X_BF16``) or fp16 values, ``stride_xm`` words apart. Rows of x are taken BLOCK_M at a time;
-    each group re-reads the program's weight strip, which by then sits in L1/L2. With
+    words of four bf16 (``X_BF16``) or fp16 values, ``stride_xm`` words apart. Rows of x are
+    taken BLOCK_M at a time; each group re-reads the program's weight strip, which by then sits
+    in L1/L2. With
     ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial sums, without
     global scale, bias or GELU.
     """
