@@ -8,7 +8,7 @@ nibble is decoded where it was loaded, multiplied on CUDA cores by the matching 
 the block's scale is applied once per 16 products. No tensor is reshaped or interleaved.
 
 x arrives as int64 words too, four values per load: one load per value (16 per block, each
-spanning a warp's 32 blocks, 1 KB) cost 15-20% of the time on an H200 (bench/NOTES.md, v20).
+spanning a warp's 32 blocks, 1 KB) cost 15-25% of the time on an H200 (bench/NOTES.md, v20).
 Each program also loads its next K tile before decoding the current one (v21).
 
 A weight with few output rows and long ones (FLUX's ``[3072, 12288]``) gives too few programs
