@@ -170,8 +170,9 @@ class GcPauses:
 
     Eager fp8's host time per step varied from 100 to 167 ms between machine starts while BF16's
     did not (bench/RESULTS.md, session 14). A full collection over a FLUX process's objects would
-    vary with how many objects each call leaves behind; on the one start measured it took 0.01 ms
-    a step, so the field stays in the JSON to show it on the others.
+    vary with how many objects each call leaves behind; it took 0.01 and 0.005 ms a step on a
+    fast-host and a slow-host start (sessions 14 and 15), and the field stays in the JSON to show
+    it on others.
     """
 
     def __init__(self) -> None:

@@ -76,9 +76,8 @@ def w4a16_gemv_kernel(
     (also the row stride of the words and of the scales). ``x_ptr``: x's rows viewed as int64
     words of four bf16 (``X_BF16``) or fp16 values, ``stride_xm`` words apart. Rows of x are
     taken BLOCK_M at a time; each group re-reads the program's weight strip, which by then sits
-    in L1/L2. With
-    ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial sums, without
-    global scale, bias or GELU.
+    in L1/L2. With ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial
+    sums, without global scale, bias or GELU.
     """
     BLOCKS: tl.constexpr = BLOCK_K // 16
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
