@@ -57,7 +57,10 @@ def shared_memory_estimate(cfg: TileConfig) -> int:
     return cfg.num_stages * per_stage + cfg.block_n * cfg.block_k * 2
 
 
-_SMALL_M = [(32, 128, 4, 4), (64, 64, 4, 4), (64, 128, 4, 3), (64, 256, 4, 3), (128, 64, 4, 4), (128, 128, 4, 3)]
+_SMALL_M = [(64, 64, 4, 1), (64, 128, 4, 1), (128, 128, 4, 1)]
+"""Fused (block_n, block_k, warps, stages) at M <= 16, each also split in K (``_SPLITS``): the fastest
+on an H200 at the FLUX small-M shapes, where one stage (the kernel's own next-tile loads, no
+pipelining by Triton) beat three, and 8 warps or 256-wide tiles gained nothing (bench/NOTES.md, v24)."""
 _MID_M = [(64, 64, 4, 4), (64, 128, 4, 3), (128, 64, 4, 4), (128, 128, 4, 3), (256, 64, 8, 3)]
 _LARGE_M = [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (128, 256, 64, 8, 3), (64, 128, 128, 4, 4),
             (128, 64, 128, 4, 4), (64, 256, 64, 4, 4), (256, 128, 64, 8, 3), (64, 64, 128, 4, 4)]
@@ -75,20 +78,23 @@ _GEMV = [(1, 32, 512, 4), (1, 16, 512, 4), (2, 32, 512, 4), (2, 16, 512, 4), (4,
 FLUX small-M shapes (bench/NOTES.md, v8); the per-block sums take block_m x block_n x block_k / 16
 fp32 values, at most 32 registers per thread."""
 
-_GEMV_SPLITS = (2, 4, 8)
-"""K splits timed beside each GEMV config above, where every slice keeps at least two K tiles: a
-``[3072, 12288]`` weight gives 96-192 programs unsplit, too few to fill an H200's 132 SMs with
-enough loads in flight."""
+_SPLITS = (2, 4, 8)
+"""K splits timed beside each GEMV config and each M <= 16 fused config, where every slice keeps at
+least two K tiles: a ``[3072, 12288]`` weight gives 96-192 programs unsplit, too few to fill an
+H200's 132 SMs with enough loads in flight."""
 
 
 def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig | GemvConfig]:
-    """Configs worth timing for one key: fused tiles no larger than needed and fitting in shared memory,
-    and at M <= 4 the GEMV kernel's."""
+    """Configs worth timing for one key: fused tiles no larger than needed and fitting in shared memory
+    (split in K too at M <= 16), and at M <= 4 the GEMV kernel's."""
     k_cap = max(MIN_BLOCK_K, triton.next_power_of_2(k))
     gemv = [GemvConfig(bm, bn, min(bk, k_cap), w) for bm, bn, bk, w in _GEMV if bm <= max(bucket, 2)] \
         if bucket <= 4 else []
-    gemv += [replace(c, split_k=s) for c in gemv for s in _GEMV_SPLITS if -(-k // c.block_k) >= 2 * s]
-    return [*_tile_candidates(bucket, n, k, max_shared), *dict.fromkeys(gemv)]
+    tiles = _tile_candidates(bucket, n, k, max_shared)
+    if bucket <= 16:
+        tiles += [replace(c, split_k=s) for c in tiles for s in _SPLITS if -(-k // c.block_k) >= 2 * s]
+    gemv += [replace(c, split_k=s) for c in gemv for s in _SPLITS if -(-k // c.block_k) >= 2 * s]
+    return [*dict.fromkeys(tiles), *dict.fromkeys(gemv)]
 
 
 def _tile_candidates(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:

@@ -2,8 +2,9 @@
 
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
-  (``GemvConfig``; K split across programs, then summed, where the weight has too few output rows
-  to fill the GPU), or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``);
+  (``GemvConfig``), or two-pass, dequantize into the scratch buffer then cuBLAS
+  (``TwoPassConfig``). The fused kernel and the GEMV may split K across programs, then sum the
+  slices, where the weight has too few output rows to fill the GPU;
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer and quantize the activations per
   token (one launch for both, for rows up to ``act_quant.ONE_LAUNCH_MAX_K``, unless x comes
@@ -28,8 +29,8 @@ from .cache.keys import kernel_source_hash
 from .act_quant import ONE_LAUNCH_MAX_K, fp8_operands, quantize_activation_nvfp4, quantize_rows_fp8
 from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
-from .kernels._w4a16_gemm import w4a16_gemm_kernel
-from .kernels._w4a16_gemv import w4a16_gemv_kernel, w4a16_gemv_reduce_kernel
+from .kernels._w4a16_gemm import splitk_reduce_kernel, w4a16_gemm_kernel
+from .kernels._w4a16_gemv import w4a16_gemv_kernel
 from .tiling import Fp8Config, GemmConfig, GemvConfig, TwoPassConfig, default_config, default_fp8_config
 from .weight import random_weight
 
@@ -37,8 +38,8 @@ tuner = Tuner("w4a16_gemm")
 fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8 vs W4A16: ~3.4e-2 apart
 _gemm_kernel = Kernel(w4a16_gemm_kernel)
 _gemv_kernel = Kernel(w4a16_gemv_kernel)
-_gemv_reduce_kernel = Kernel(w4a16_gemv_reduce_kernel)
-_REDUCE_BLOCK = 1024  # elements of y per program of the split GEMV's sum
+_reduce_kernel = Kernel(splitk_reduce_kernel)
+_REDUCE_BLOCK = 1024  # elements of y per program of a split-K GEMM's sum
 _dequant_kernel = Kernel(nvfp4_dequant_kernel)
 
 
@@ -174,8 +175,8 @@ def w4a16_gemm(
 
     ``act`` is GELU-tanh with ``gelu=True``, else identity. Writes ``out`` (``[M, N]`` in x's
     dtype, any strides) or a new contiguous tensor and returns it. ``config`` overrides the tuned
-    config. Once the shape's key is tuned this issues one launch (two for two-pass and a split
-    GEMV) and no host synchronization, so it can be captured in a CUDA graph.
+    config. Once the shape's key is tuned this issues one launch (two for two-pass and split K)
+    and no host synchronization, so it can be captured in a CUDA graph.
     """
     n = packed.shape[0]
     if x.shape[0] == 0:
@@ -282,61 +283,52 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
             return _cublas(x, w, bias, out, gelu)
         cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
     y = _output(x, n, out)
+    k_per_split, split = k_slices(k, cfg.block_k, cfg.split_k)
+    partial = y if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+    epilogue_here = dict(HAS_BIAS=bias is not None and split == 1, GELU_TANH=gelu and split == 1)
+    bias_arg = bias if bias is not None else y
     if isinstance(cfg, GemvConfig):
-        if packed.is_contiguous() and packed.storage_offset() % 8 == 0:  # readable as int64 words
-            _launch_gemv(cfg, x, packed.view(torch.int64), scale_bits, global_scale, bias, y, gelu)
-            return y
-        cfg = default_config(m, n, k)  # codes at an odd offset: use the fused kernel
-    _gemm_kernel(
-        (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n),), x, packed, scale_bits, global_scale,
-        bias if bias is not None else y, y,
-        m, n, k,
-        x.stride(0), x.stride(1), y.stride(0), y.stride(1),
-        HAS_BIAS=bias is not None,
-        GELU_TANH=gelu,
-        DOT_F32=interpreter_active() and x.dtype == torch.bfloat16,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m,
-        num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-    )
+        x_words = _word_view(x, torch.int64)
+        _gemv_kernel(
+            (cdiv(n, cfg.block_n), split), x_words, _word_view(packed, torch.int64), scale_bits, global_scale, bias_arg, partial,
+            m, n, k, k // 16, k_per_split,
+            x_words.stride(0), y.stride(0), y.stride(1),
+            X_BF16=x.dtype == torch.bfloat16, **epilogue_here,
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
+        )
+    else:
+        _gemm_kernel(
+            (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n), split), x, _word_view(packed, torch.int64), scale_bits, global_scale, bias_arg,
+            partial, m, n, k, k_per_split,
+            x.stride(0), x.stride(1), y.stride(0), y.stride(1), **epilogue_here,
+            DOT_F32=interpreter_active() and x.dtype == torch.bfloat16, PACKED_MUL=not interpreter_active(),
+            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, SPLIT_K=split,
+            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+        )
+    if split > 1:
+        _reduce_kernel((cdiv(m * n, _REDUCE_BLOCK),), partial, global_scale, bias_arg, y,
+                       m, n, y.stride(0), y.stride(1), HAS_BIAS=bias is not None, GELU_TANH=gelu,
+                       SPLIT_K=split, BLOCK=_REDUCE_BLOCK, num_warps=4)
     return y
 
 
-def gemv_slices(k: int, block_k: int, split_k: int) -> tuple[int, int]:
-    """``(k_per_split, split)``: K columns per slice (whole K tiles) and how many slices the GEMV
-    launches, at most ``split_k`` and none left empty."""
+def k_slices(k: int, block_k: int, split_k: int) -> tuple[int, int]:
+    """``(k_per_split, split)``: K columns per slice (whole K tiles) and how many slices a split-K
+    launch has, at most ``split_k`` and none left empty."""
     steps = cdiv(k, block_k)
     k_per_split = cdiv(steps, min(split_k, steps)) * block_k
     return k_per_split, cdiv(k, k_per_split)
 
 
-def _launch_gemv(cfg: GemvConfig, x, words, scale_bits, global_scale, bias, y, gelu: bool) -> None:
-    """The GEMV into ``y``: one launch, or with K split across programs two (partial sums, then their sum)."""
-    m, k = x.shape
-    n = words.shape[0]
-    k_per_split, split = gemv_slices(k, cfg.block_k, cfg.split_k)
-    epilogue_here = split == 1
-    out = y if epilogue_here else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
-    x_words = _int64_rows(x)
-    _gemv_kernel(
-        (cdiv(n, cfg.block_n), split), x_words, words, scale_bits, global_scale, bias if bias is not None else y, out,
-        m, n, k, k // 16, k_per_split,
-        x_words.stride(0), y.stride(0), y.stride(1),
-        X_BF16=x.dtype == torch.bfloat16,
-        HAS_BIAS=bias is not None and epilogue_here, GELU_TANH=gelu and epilogue_here,
-        BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
-    )
-    if not epilogue_here:
-        _gemv_reduce_kernel((cdiv(m * n, _REDUCE_BLOCK),), out, global_scale, bias if bias is not None else y, y,
-                            m, n, y.stride(0), y.stride(1), HAS_BIAS=bias is not None, GELU_TANH=gelu,
-                            SPLIT_K=split, BLOCK=_REDUCE_BLOCK, num_warps=4)
-
-
-def _int64_rows(x: torch.Tensor) -> torch.Tensor:
-    """x's rows (16-bit values, K a multiple of 16) viewed as int64 words of four, for the GEMV to
-    load four values at a time; copied first where its strides or offset do not allow that view."""
-    if x.stride(1) != 1 or x.stride(0) % 4 or x.storage_offset() % 4:
-        x = x.clone(memory_format=torch.contiguous_format)
-    return x.view(torch.int64)
+def _word_view(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """A 2-D tensor of 1- or 2-byte elements (rows a whole number of words long) viewed as words of
+    ``dtype`` (int32 or int64), for the kernels to load several elements at a time; copied first
+    where its strides or offset do not allow that view (a column-major or offset x, codes sliced
+    out of a larger buffer)."""
+    per_word = dtype.itemsize // t.element_size()
+    if t.stride(1) != 1 or t.stride(0) % per_word or t.storage_offset() % per_word:
+        t = t.clone(memory_format=torch.contiguous_format)
+    return t.view(dtype)
 
 
 def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None,

@@ -35,7 +35,9 @@ _DEQUANT_TILE = {"block_n": 1, "block_k": MIN_BLOCK_K}  # TwoPassConfig and Fp8C
 
 @dataclass(frozen=True)
 class TileConfig:
-    """Launch parameters: tile sizes (elements), L2 band height (tiles), warps, pipeline stages.
+    """Launch parameters: tile sizes (elements), L2 band height (tiles), warps, pipeline stages,
+    and the number of slices K is split into across programs (more than one adds a launch that
+    sums the slices).
 
     Tiles are powers of two; ``block_m``/``block_n`` >= 16 (the smallest ``tl.dot``) and
     ``block_k`` >= 32 (see ``MIN_BLOCK_K``). K need not be a multiple of ``block_k``.
@@ -47,22 +49,24 @@ class TileConfig:
     group_m: int = 8
     num_warps: int = 4
     num_stages: int = 3
+    split_k: int = 1
 
     def __post_init__(self) -> None:
         if self.group_m < 1 or self.num_warps < 1 or self.num_stages < 1:
             raise ValueError(f"TileConfig: group_m, num_warps and num_stages must be >= 1, got {self}")
-        _check_tiles(self, {"block_m": 16, "block_n": 16, "block_k": MIN_BLOCK_K})
+        _check_tiles(self, {"block_m": 16, "block_n": 16, "block_k": MIN_BLOCK_K, "split_k": 1})
 
 
 def default_config(m: int, n: int, k: int) -> TileConfig:
-    """A sound config for any shape: the M tile follows M (16 to 128), wider tiles for big problems."""
+    """A sound config for any shape: the M tile follows M (16 to 128), wider tiles for big problems;
+    one pipeline stage at M <= 16, where Triton's pipelining of the K loop was slower on an H200."""
     block_m = 16
     while block_m < 128 and block_m < m:
         block_m *= 2
     block_n = 128 if n >= 128 and m >= 64 else 64
     block_k = 128 if k >= 128 else 64
     num_warps = 8 if block_m * block_n >= 128 * 128 else 4
-    return TileConfig(block_m, block_n, block_k, group_m=8, num_warps=num_warps, num_stages=3)
+    return TileConfig(block_m, block_n, block_k, group_m=8, num_warps=num_warps, num_stages=1 if block_m == 16 else 3)
 
 
 @dataclass(frozen=True)
@@ -148,4 +152,5 @@ def describe(cfg: GemmConfig) -> str:
     if isinstance(cfg, GemvConfig):
         split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
         return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}{split}"
-    return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}"
+    split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
+    return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}{split}"

@@ -21,6 +21,7 @@ CONFIGS = st.sampled_from([
     TileConfig(16, 16, 32, group_m=1, num_warps=1, num_stages=1),
     TileConfig(32, 64, 128, group_m=3, num_warps=4, num_stages=2),
     TileConfig(64, 32, 32, group_m=2, num_warps=2, num_stages=2),
+    TileConfig(16, 32, 64, num_warps=2, num_stages=1, split_k=4),
 ])
 
 
@@ -107,13 +108,15 @@ def test_gemv_reads_x_that_cannot_be_viewed_as_int64_words(device, layout):
     assert_matches_reference(y, x, q, bias)
 
 
-def test_gemv_config_on_codes_not_aligned_as_int64_words(device):
-    """The GEMV reads the codes as int64 words; codes that cannot be viewed so take the fused kernel."""
+@pytest.mark.parametrize("config", [GemvConfig(2, 8, 64), TileConfig(16, 16, 32, num_warps=1)])
+def test_codes_not_aligned_as_int64_words_are_read_correctly(device, config):
+    """The kernels read the codes as int64 words; codes starting 3 bytes into their storage give the
+    right result all the same."""
     x, q, bias = _problem(5, (2,), 40, 64, torch.bfloat16, True, device)
     storage = torch.empty(q.packed.numel() + 3, dtype=torch.uint8, device=device)
     packed = storage[3:].view(q.packed.shape)
     packed.copy_(q.packed)
-    y = w4a16_gemm(x, packed, q.block_scale, q.global_scale, bias, config=GemvConfig(2, 8, 64))
+    y = w4a16_gemm(x, packed, q.block_scale, q.global_scale, bias, config=config)
     assert_matches_reference(y, x, q, bias)
 
 

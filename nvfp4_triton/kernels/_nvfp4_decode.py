@@ -43,19 +43,82 @@ def unpack_block(packed, raw_scale, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr
 
 
 @triton.jit
-def nibble_pair_e2m1_f32(word, i: tl.constexpr):
-    """Nibbles ``i`` and ``i + 4`` (``i`` in 0-3, low first) of each uint32 in ``word`` -> their E2M1
-    values times 2**-14, exact, as two fp32 tensors.
+def nibble_pair_bits(word, i: tl.constexpr, MAG_LSB: tl.constexpr):
+    """Nibbles ``i`` and ``i + 4`` (``i`` in 0-3, low first) of each uint32 in ``word`` -> a uint32
+    holding two 16-bit float patterns, nibble ``i`` in the low half.
 
-    :func:`e2m1_to_f16`'s bit pattern for both at once: nibble ``i + 4`` sits 16 bits above nibble
-    ``i``, so one pair of shifts and masks builds two fp16 patterns in one 32-bit word, one per
-    half; each half then widens to fp32. No multiply: callers fold 2**14 into the block scale.
+    Each half gets the E2M1 sign at its bit 15 and the 3 magnitude bits at ``MAG_LSB`` up:
+    :func:`e2m1_to_f16`'s pattern for both at once, since nibble ``i + 4`` sits 16 bits above
+    nibble ``i``. ``MAG_LSB`` 9 makes fp16 patterns worth ``e2m1 * 2**-14``; 6 makes bf16
+    patterns worth ``e2m1 * 2**-126``. Both are exact (code 1 lands on a subnormal).
     """
-    if 4 * i >= 9:
-        magnitude = (word >> (4 * i - 9)) & 0x0E000E00
+    MAGNITUDE: tl.constexpr = (0x7 << MAG_LSB) * 0x10001
+    if 4 * i >= MAG_LSB:
+        magnitude = (word >> (4 * i - MAG_LSB)) & MAGNITUDE
     else:
-        magnitude = (word << (9 - 4 * i)) & 0x0E000E00
-    bits = ((word << (12 - 4 * i)) & 0x80008000) | magnitude
+        magnitude = (word << (MAG_LSB - 4 * i)) & MAGNITUDE
+    return ((word << (12 - 4 * i)) & 0x80008000) | magnitude
+
+
+@triton.jit
+def nibble_pair_e2m1_f32(word, i: tl.constexpr):
+    """Nibbles ``i`` and ``i + 4`` of each uint32 in ``word`` -> their E2M1 values times 2**-14,
+    exact, as two fp32 tensors: :func:`nibble_pair_bits`' fp16 halves, widened. No multiply:
+    callers fold 2**14 into the block scale."""
+    bits = nibble_pair_bits(word, i, 9)
     low = (bits & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
     high = (bits >> 16).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
     return low, high
+
+
+@triton.jit
+def _halves(bits, DT: tl.constexpr):
+    """The two 16-bit float patterns in each uint32 of ``bits``, as two ``DT`` tensors (low, high)."""
+    low = (bits & 0xFFFF).to(tl.uint16).to(DT, bitcast=True)
+    high = (bits >> 16).to(tl.uint16).to(DT, bitcast=True)
+    return low, high
+
+
+@triton.jit
+def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
+                BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
+    """Codes as one int64 per scale block ``[BLOCK_N, BLOCK_K/16]`` and their E4M3 scale bytes ->
+    ``e2m1 * e4m3 * 2**-7`` in ``DT`` (bf16 or fp16), exact, ``[BLOCK_N, BLOCK_K]`` in *pair order*.
+
+    Pair order puts a block's elements as 0 4 1 5 2 6 3 7 8 12 9 13 10 14 11 15: each uint32 of
+    :func:`nibble_pair_bits` is then two neighbouring elements of the tile, so the decoded pairs
+    are stored as they are, with no re-pairing. The other dot operand must be permuted the same
+    way (:func:`pair_order`). With ``PACKED_MUL`` the block scale is applied to both elements of
+    a pair by one ``mul.rn.{bf16,f16}x2`` (inline PTX); the 2**-7 keeps every scale and product
+    inside ``DT``'s range. Without it (Triton's interpreter, which has no inline assembly and
+    multiplies bf16 wrongly), the pairs are decoded as fp16 and scaled in fp32.
+    """
+    BF16: tl.constexpr = DT == tl.bfloat16
+    # Decoded: e2m1 * 2**-126 (bf16) or 2**-14 (fp16); the scale's factor makes the product 2**-7.
+    scale = e4m3_to_f16(raw_scale).to(tl.float32)[:, :, None] * (2.0 ** 119 if BF16 and PACKED_MUL else 128.0)
+    low = (words & 0xFFFFFFFF).to(tl.uint32)  # elements 0-7 of each block
+    high = (words >> 32).to(tl.uint32)  # elements 8-15
+    MAG_LSB: tl.constexpr = 6 if BF16 and PACKED_MUL else 9
+    # Pair words j = 4h + i (nibbles i and i + 4 of half h), along a new last axis in that order.
+    by_i0 = tl.join(nibble_pair_bits(low, 0, MAG_LSB), nibble_pair_bits(high, 0, MAG_LSB))
+    by_i1 = tl.join(nibble_pair_bits(low, 1, MAG_LSB), nibble_pair_bits(high, 1, MAG_LSB))
+    by_i2 = tl.join(nibble_pair_bits(low, 2, MAG_LSB), nibble_pair_bits(high, 2, MAG_LSB))
+    by_i3 = tl.join(nibble_pair_bits(low, 3, MAG_LSB), nibble_pair_bits(high, 3, MAG_LSB))
+    pairs = tl.reshape(tl.join(tl.join(by_i0, by_i2), tl.join(by_i1, by_i3)), (BLOCK_N, BLOCK_K // 16, 8))
+    if PACKED_MUL:
+        scale_bits = scale.to(DT).to(tl.uint16, bitcast=True).to(tl.uint32)
+        op: tl.constexpr = "mul.rn.bf16x2 $0, $1, $2;" if BF16 else "mul.rn.f16x2 $0, $1, $2;"
+        pairs = tl.inline_asm_elementwise(op, "=r,r,r", [pairs, scale_bits | (scale_bits << 16)], dtype=tl.uint32,
+                                          is_pure=True, pack=1)
+        first, second = _halves(pairs, DT)
+    else:
+        first, second = _halves(pairs, tl.float16)
+        first, second = (first.to(tl.float32) * scale).to(DT), (second.to(tl.float32) * scale).to(DT)
+    return tl.reshape(tl.join(first, second), (BLOCK_N, BLOCK_K))
+
+
+@triton.jit
+def pair_order(x, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
+    """x's tile ``[BLOCK_M, BLOCK_K]`` with each 16-element block in :func:`paired_tile`'s pair order."""
+    by_half = tl.reshape(x, (BLOCK_M, BLOCK_K // 16, 2, 2, 4))  # element 8h + 4s + i at [.., h, s, i]
+    return tl.reshape(tl.permute(by_half, (0, 1, 2, 4, 3)), (BLOCK_M, BLOCK_K))

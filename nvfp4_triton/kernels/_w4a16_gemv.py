@@ -13,7 +13,7 @@ Each program also loads its next K tile before decoding the current one (v21).
 
 A weight with few output rows and long ones (FLUX's ``[3072, 12288]``) gives too few programs
 to keep every SM streaming: there each program takes one of ``SPLIT_K`` slices of K, writes fp32
-partial sums, and ``w4a16_gemv_reduce_kernel`` adds them up and applies the epilogue.
+partial sums, and ``splitk_reduce_kernel`` adds them up and applies the epilogue.
 """
 
 import triton
@@ -121,26 +121,4 @@ def w4a16_gemv_kernel(
         else:
             rows = tl.program_id(1) * M + offs_m
             tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], tl.sum(acc, axis=2), mask=mask_y)
-
-
-@triton.jit(do_not_specialize=["M", "N"])  # as tensors, not Python ints, even when 1
-def w4a16_gemv_reduce_kernel(
-    partial_ptr, global_scale_ptr, bias_ptr, y_ptr,
-    M, N,
-    stride_ym, stride_yn,
-    HAS_BIAS: tl.constexpr,
-    GELU_TANH: tl.constexpr,
-    SPLIT_K: tl.constexpr, BLOCK: tl.constexpr,
-):
-    """``y = epilogue(sum over the SPLIT_K slices of partial[SPLIT_K, M, N])``, BLOCK elements of y
-    per program; grid (cdiv(M * N, BLOCK),)."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    size = M.to(tl.int64) * N
-    mask = offs < size
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    for s in tl.static_range(SPLIT_K):
-        acc += tl.load(partial_ptr + s * size + offs, mask=mask, other=0.0)
-    offs_m, offs_n = offs // N, offs % N
-    out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask, HAS_BIAS, GELU_TANH)
-    tl.store(y_ptr + offs_m * stride_ym + offs_n * stride_yn, out.to(y_ptr.dtype.element_ty), mask=mask)
 
