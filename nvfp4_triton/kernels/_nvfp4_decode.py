@@ -85,12 +85,17 @@ def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
     """Codes as one int64 per scale block ``[BLOCK_N, BLOCK_K/16]`` and their E4M3 scale bytes ->
     ``e2m1 * e4m3 * 2**-7`` in ``DT`` (bf16 or fp16), exact, ``[BLOCK_N, BLOCK_K]`` in *pair order*.
 
-    Pair order puts a block's elements as 0 4 1 5 2 6 3 7 8 12 9 13 10 14 11 15: each uint32 of
-    :func:`nibble_pair_bits` is then two neighbouring elements of the tile, so the decoded pairs
-    are stored as they are, with no re-pairing. The other dot operand must be permuted the same
-    way (:func:`pair_order`). With ``PACKED_MUL`` the block scale is applied to both elements of
-    a pair by one ``mul.rn.{bf16,f16}x2`` (inline PTX); the 2**-7 keeps every scale and product
-    inside ``DT``'s range. Without it (Triton's interpreter, which has no inline assembly and
+    Pair order: element ``16b + 8h + 4s + i`` of the tile's K (block ``b``, its half ``h``, nibble
+    ``i`` of that half, and ``s`` = 1 for nibble ``i + 4``) sits at ``h * BLOCK_K/2 + 8b + 2i + s``.
+    Each uint32 of :func:`nibble_pair_bits` is then two neighbouring elements, so the decoded
+    pairs are stored as they are, with no re-pairing; and a thread's block becomes two runs of 8
+    elements half a tile apart, so that neighbouring threads write neighbouring 16-byte chunks
+    of shared memory (3-8% faster on an H200 than one run of 16: bench/NOTES.md, v24). The
+    other dot operand must be permuted the same way (:func:`pair_order`).
+
+    With ``PACKED_MUL`` the block scale is applied to both elements of a pair by one
+    ``mul.rn.{bf16,f16}x2`` (inline PTX); the 2**-7 keeps every scale and product inside
+    ``DT``'s range. Without it (Triton's interpreter, which has no inline assembly and
     multiplies bf16 wrongly), the pairs are decoded as fp16 and scaled in fp32.
     """
     BF16: tl.constexpr = DT == tl.bfloat16
@@ -114,11 +119,12 @@ def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
     else:
         first, second = _halves(pairs, tl.float16)
         first, second = (first.to(tl.float32) * scale).to(DT), (second.to(tl.float32) * scale).to(DT)
-    return tl.reshape(tl.join(first, second), (BLOCK_N, BLOCK_K))
+    by_half = tl.reshape(tl.join(first, second), (BLOCK_N, BLOCK_K // 16, 2, 4, 2))  # [n, block, h, i, s]
+    return tl.reshape(tl.permute(by_half, (0, 2, 1, 3, 4)), (BLOCK_N, BLOCK_K))
 
 
 @triton.jit
 def pair_order(x, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
-    """x's tile ``[BLOCK_M, BLOCK_K]`` with each 16-element block in :func:`paired_tile`'s pair order."""
-    by_half = tl.reshape(x, (BLOCK_M, BLOCK_K // 16, 2, 2, 4))  # element 8h + 4s + i at [.., h, s, i]
-    return tl.reshape(tl.permute(by_half, (0, 1, 2, 4, 3)), (BLOCK_M, BLOCK_K))
+    """x's tile ``[BLOCK_M, BLOCK_K]`` in :func:`paired_tile`'s pair order along K."""
+    by_block = tl.reshape(x, (BLOCK_M, BLOCK_K // 16, 2, 2, 4))  # element 16b + 8h + 4s + i at [m, b, h, s, i]
+    return tl.reshape(tl.permute(by_block, (0, 2, 1, 4, 3)), (BLOCK_M, BLOCK_K))

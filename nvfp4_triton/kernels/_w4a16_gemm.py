@@ -5,9 +5,10 @@ scale block (``[N, K/16]``, element 2j in the low nibble of byte j) and its E4M3
 ``[N, K/16]`` as uint8, both row-major. Each program computes one ``BLOCK_M x BLOCK_N`` tile of y:
 per K step it decodes a ``BLOCK_N x BLOCK_K`` weight tile into x's dtype (exact) and feeds it to
 ``tl.dot`` with an fp32 accumulator. The tile is decoded two elements per 32-bit word and kept in
-the order that yields (``paired_tile``), and x's tile is permuted to match: on an H200 that is
-about a third of the instructions per weight element of decoding element by element in K order
-(bench/NOTES.md, v24). The global scale is applied once, in the epilogue, followed by the bias
+the order that yields (``paired_tile``), and x's tile is permuted to match: compiled for sm_90
+that is about half the instructions per weight element of decoding element by element in K order
+(``bench/kernel_asm.py``; bench/NOTES.md, v24). Each program loads its next K tile before
+decoding the current one. The global scale is applied once, in the epilogue, followed by the bias
 and, optionally, GELU (tanh approximation).
 
 With few rows of x the weight is a stream of bytes, and a grid of output tiles can be too small
