@@ -287,10 +287,11 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
     partial = y if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
     epilogue_here = dict(HAS_BIAS=bias is not None and split == 1, GELU_TANH=gelu and split == 1)
     bias_arg = bias if bias is not None else y
+    words = _int64_view(packed)  # both kernels read the codes 16 to a word
     if isinstance(cfg, GemvConfig):
-        x_words = _word_view(x, torch.int64)
+        x_words = _int64_view(x)
         _gemv_kernel(
-            (cdiv(n, cfg.block_n), split), x_words, _word_view(packed, torch.int64), scale_bits, global_scale, bias_arg, partial,
+            (cdiv(n, cfg.block_n), split), x_words, words, scale_bits, global_scale, bias_arg, partial,
             m, n, k, k // 16, k_per_split,
             x_words.stride(0), y.stride(0), y.stride(1),
             X_BF16=x.dtype == torch.bfloat16, **epilogue_here,
@@ -298,8 +299,8 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
         )
     else:
         _gemm_kernel(
-            (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n), split), x, _word_view(packed, torch.int64), scale_bits, global_scale, bias_arg,
-            partial, m, n, k, k_per_split,
+            (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n), split), x, words, scale_bits, global_scale, bias_arg, partial,
+            m, n, k, k_per_split,
             x.stride(0), x.stride(1), y.stride(0), y.stride(1), **epilogue_here,
             DOT_F32=interpreter_active() and x.dtype == torch.bfloat16, PACKED_MUL=not interpreter_active(),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, SPLIT_K=split,
@@ -320,15 +321,15 @@ def k_slices(k: int, block_k: int, split_k: int) -> tuple[int, int]:
     return k_per_split, cdiv(k, k_per_split)
 
 
-def _word_view(t: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """A 2-D tensor of 1- or 2-byte elements (rows a whole number of words long) viewed as words of
-    ``dtype`` (int32 or int64), for the kernels to load several elements at a time; copied first
-    where its strides or offset do not allow that view (a column-major or offset x, codes sliced
-    out of a larger buffer)."""
-    per_word = dtype.itemsize // t.element_size()
+def _int64_view(t: torch.Tensor) -> torch.Tensor:
+    """A 2-D tensor of 1- or 2-byte elements (rows a whole number of 8 bytes long) viewed as int64
+    words, for the kernels to load several elements at a time; copied first where its strides or
+    offset do not allow that view (a column-major or offset x; codes sliced out of a larger
+    buffer, which then cost a copy of the weight every call)."""
+    per_word = 8 // t.element_size()
     if t.stride(1) != 1 or t.stride(0) % per_word or t.storage_offset() % per_word:
         t = t.clone(memory_format=torch.contiguous_format)
-    return t.view(dtype)
+    return t.view(torch.int64)
 
 
 def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None,

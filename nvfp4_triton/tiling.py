@@ -66,7 +66,8 @@ def default_config(m: int, n: int, k: int) -> TileConfig:
     block_n = 128 if n >= 128 and m >= 64 else 64
     block_k = 128 if k >= 128 else 64
     num_warps = 8 if block_m * block_n >= 128 * 128 else 4
-    return TileConfig(block_m, block_n, block_k, group_m=8, num_warps=num_warps, num_stages=1 if block_m == 16 else 3)
+    num_stages = 1 if block_m == 16 else 3
+    return TileConfig(block_m, block_n, block_k, group_m=8, num_warps=num_warps, num_stages=num_stages)
 
 
 @dataclass(frozen=True)
