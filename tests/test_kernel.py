@@ -78,11 +78,12 @@ def test_gemv_kernel_writes_every_element_correctly(device, seed, m, n, k_blocks
 @pytest.mark.parametrize("m, n, k, config", [
     (3, 40, 208, GemvConfig(2, 16, 32, split_k=4)),  # 7 K tiles: slices of 2, 2, 2 and 1
     (1, 17, 80, GemvConfig(1, 8, 32, split_k=8)),  # 3 K tiles: 3 slices, not 8
+    (3, 40, 208, TileConfig(16, 16, 32, num_warps=1, num_stages=1, split_k=4)),  # the fused kernel, as above
 ])
 @pytest.mark.parametrize("gelu", [False, True])
-def test_gemv_split_k_adds_up_every_slice(device, m, n, k, config, gelu):
-    """Split K: each slice's partial sums, then the epilogue on their sum, with bias and without,
-    into a row-major and a column-major output."""
+def test_split_k_adds_up_every_slice(device, m, n, k, config, gelu):
+    """Split K (GEMV and fused kernel): each slice's partial sums, then the epilogue on their sum,
+    with bias and without, into a row-major and a column-major output."""
     for has_bias in (False, True):
         x, q, bias = _problem(7 + m, (m,), n, k, torch.bfloat16, has_bias, device)
         out = torch.full((n, m) if has_bias else (m, n), float("nan"), dtype=torch.bfloat16, device=device)
