@@ -1,4 +1,5 @@
-"""Every kernel compiles for sm_90 the way a launch specializes it, checked without a GPU.
+"""Every kernel compiles for sm_90, and the W4A16 ones for sm_80, the way a launch specializes it,
+checked without a GPU.
 
 The interpreter hands kernels every integer as a tensor. A launch on a GPU makes an integer equal
 to 1 a constant, and code that breaks on constants passes the interpreter: the split GEMV's sum
@@ -36,13 +37,17 @@ COMPILE = textwrap.dedent("""
     from kernel_asm import KERNELS, compile_kernel
     for shape, config in json.loads(sys.argv[2]):
         fn, args, warps, stages, _ = KERNELS[sys.argv[1]](*shape, config)
-        compile_kernel(fn, args, warps, stages, 90)
+        compile_kernel(fn, args, warps, stages, int(sys.argv[3]))
 """)
 
+AMPERE = ("fused", "gemv", "splitk-reduce", "dequant")
+"""The W4A16 kernels, which must also build for GPUs without FP8 (sm_80): Ampere lacks instructions
+that Hopper has (``mul.bf16x2`` broke the fused kernel there in session 16)."""
 
-@pytest.mark.parametrize("kernel", sorted(CASES))
-def test_kernel_compiles_for_hopper_as_a_launch_specializes_it(kernel, tmp_path):
+
+@pytest.mark.parametrize("kernel, arch", [(k, 90) for k in sorted(CASES)] + [(k, 80) for k in AMPERE])
+def test_kernel_compiles_as_a_launch_specializes_it(kernel, arch, tmp_path):
     env = python_env(TRITON_INTERPRET="0", TRITON_CACHE_DIR=str(tmp_path))
-    out = subprocess.run([sys.executable, "-c", COMPILE, kernel, json.dumps(CASES[kernel])], cwd=REPO, env=env,
-                         capture_output=True, text=True, timeout=600)
+    out = subprocess.run([sys.executable, "-c", COMPILE, kernel, json.dumps(CASES[kernel]), str(arch)], cwd=REPO,
+                         env=env, capture_output=True, text=True, timeout=600)
     assert out.returncode == 0, out.stderr[-3000:]

@@ -93,8 +93,9 @@ def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
     of shared memory (3-8% faster on an H200 than one run of 16: bench/NOTES.md, v24). The
     other dot operand must be permuted the same way (:func:`pair_order`).
 
-    With ``PACKED_MUL`` the block scale is applied to both elements of a pair by one
-    ``mul.rn.{bf16,f16}x2`` (inline PTX); the 2**-7 keeps every scale and product inside
+    With ``PACKED_MUL`` the block scale is applied to both elements of a pair by one packed
+    multiply (inline PTX: ``mul.rn.f16x2``, or ``fma.rn.bf16x2`` with -0, as Ampere has no
+    ``mul.bf16x2``); the 2**-7 keeps every scale and product inside
     ``DT``'s range. Without it (Triton's interpreter, which has no inline assembly and
     multiplies bf16 wrongly), the pairs are decoded as fp16 and scaled in fp32.
     """
@@ -112,7 +113,9 @@ def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
     pairs = tl.reshape(tl.join(tl.join(by_i0, by_i2), tl.join(by_i1, by_i3)), (BLOCK_N, BLOCK_K // 16, 8))
     if PACKED_MUL:
         scale_bits = scale.to(DT).to(tl.uint16, bitcast=True).to(tl.uint32)
-        op: tl.constexpr = "mul.rn.bf16x2 $0, $1, $2;" if BF16 else "mul.rn.f16x2 $0, $1, $2;"
+        # bf16x2 has mul only from sm_90 on, fma from sm_80: a * b + (-0) is the exact product.
+        op: tl.constexpr = ("{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.bf16x2 $0, $1, $2, z; }" if BF16
+                            else "mul.rn.f16x2 $0, $1, $2;")
         pairs = tl.inline_asm_elementwise(op, "=r,r,r", [pairs, scale_bits | (scale_bits << 16)], dtype=tl.uint32,
                                           is_pure=True, pack=1)
         first, second = _halves(pairs, DT)
