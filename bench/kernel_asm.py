@@ -194,9 +194,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("kernel", choices=sorted(KERNELS))
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 18432, 3072], metavar=("M", "N", "K"))
     parser.add_argument("--config", type=int, nargs="*", default=[],
-                        help="fused: BM BN BK warps stages group_m split_k; gemv: BM BN BK warps split_k; splitk-reduce: split_k "
-                             "BLOCK warps; nvfp4-quant: BM BK warps; dequant, fp8-operands: BN BK "
-                             "warps; fp8-quant: BLOCK_K warps")
+                        help="fused: BM BN BK warps stages group_m split_k; gemv: BM BN BK warps split_k; "
+                             "splitk-reduce: split_k BLOCK warps; nvfp4-quant: BM BK warps; dequant, "
+                             "fp8-operands: BN BK warps; fp8-quant: BLOCK_K warps")
     parser.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90 = Hopper)")
     parser.add_argument("--dump", type=Path, help="write the TTGIR, PTX and SASS into this folder")
     opts = parser.parse_args(argv)

@@ -150,8 +150,7 @@ def describe(cfg: GemmConfig) -> str:
         return f"fp8 two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS FP8{accum})"
     if isinstance(cfg, TwoPassConfig):
         return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
-    if isinstance(cfg, GemvConfig):
-        split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
-        return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}{split}"
     split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
+    if isinstance(cfg, GemvConfig):
+        return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}{split}"
     return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}{split}"

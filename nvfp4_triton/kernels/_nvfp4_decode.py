@@ -61,22 +61,24 @@ def nibble_pair_bits(word, i: tl.constexpr, MAG_LSB: tl.constexpr):
 
 
 @triton.jit
-def nibble_pair_e2m1_f32(word, i: tl.constexpr):
-    """Nibbles ``i`` and ``i + 4`` of each uint32 in ``word`` -> their E2M1 values times 2**-14,
-    exact, as two fp32 tensors: :func:`nibble_pair_bits`' fp16 halves, widened. No multiply:
-    callers fold 2**14 into the block scale."""
-    bits = nibble_pair_bits(word, i, 9)
-    low = (bits & 0xFFFF).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
-    high = (bits >> 16).to(tl.uint16).to(tl.float16, bitcast=True).to(tl.float32)
-    return low, high
-
-
-@triton.jit
 def _halves(bits, DT: tl.constexpr):
     """The two 16-bit float patterns in each uint32 of ``bits``, as two ``DT`` tensors (low, high)."""
     low = (bits & 0xFFFF).to(tl.uint16).to(DT, bitcast=True)
     high = (bits >> 16).to(tl.uint16).to(DT, bitcast=True)
     return low, high
+
+
+@triton.jit
+def nibble_pair_e2m1_f32(word, i: tl.constexpr):
+    """Nibbles ``i`` and ``i + 4`` of each uint32 in ``word`` -> their E2M1 values times 2**-14,
+    exact, as two fp32 tensors: :func:`nibble_pair_bits`' fp16 halves, widened. No multiply:
+    callers fold 2**14 into the block scale."""
+    low, high = _halves(nibble_pair_bits(word, i, 9), tl.float16)
+    return low.to(tl.float32), high.to(tl.float32)
+
+
+PAIRED_TILE_EXPONENT = tl.constexpr(-7)
+""":func:`paired_tile`'s values are the weight's ``e2m1 * e4m3`` times ``2**PAIRED_TILE_EXPONENT``."""
 
 
 @triton.jit
@@ -95,13 +97,15 @@ def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
 
     With ``PACKED_MUL`` the block scale is applied to both elements of a pair by one packed
     multiply (inline PTX: ``mul.rn.f16x2``, or ``fma.rn.bf16x2`` with -0, as Ampere has no
-    ``mul.bf16x2``); the 2**-7 keeps every scale and product inside
-    ``DT``'s range. Without it (Triton's interpreter, which has no inline assembly and
-    multiplies bf16 wrongly), the pairs are decoded as fp16 and scaled in fp32.
+    ``mul.bf16x2``); the 2**-7 keeps every scale and product inside ``DT``'s range. Without it
+    (Triton's interpreter, which has no inline assembly and multiplies bf16 wrongly), the pairs
+    are decoded as fp16 and scaled in fp32.
     """
     BF16: tl.constexpr = DT == tl.bfloat16
     # Decoded: e2m1 * 2**-126 (bf16) or 2**-14 (fp16); the scale's factor makes the product 2**-7.
-    scale = e4m3_to_f16(raw_scale).to(tl.float32)[:, :, None] * (2.0 ** 119 if BF16 and PACKED_MUL else 128.0)
+    DECODED_EXPONENT: tl.constexpr = -126 if BF16 and PACKED_MUL else -14
+    scale = e4m3_to_f16(raw_scale).to(tl.float32)[:, :, None]
+    scale = scale * 2.0 ** (PAIRED_TILE_EXPONENT - DECODED_EXPONENT)
     low = (words & 0xFFFFFFFF).to(tl.uint32)  # elements 0-7 of each block
     high = (words >> 32).to(tl.uint32)  # elements 8-15
     MAG_LSB: tl.constexpr = 6 if BF16 and PACKED_MUL else 9

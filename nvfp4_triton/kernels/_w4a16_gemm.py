@@ -19,7 +19,7 @@ partial sums, and ``splitk_reduce_kernel`` adds them and applies the epilogue.
 import triton
 import triton.language as tl
 
-from ._nvfp4_decode import paired_tile, pair_order
+from ._nvfp4_decode import PAIRED_TILE_EXPONENT, paired_tile, pair_order
 
 
 @triton.jit
@@ -115,7 +115,7 @@ def w4a16_gemm_kernel(
         else:
             acc = tl.dot(x, tl.trans(w), acc)
 
-    acc = acc * 128.0  # paired_tile's 2**-7
+    acc = acc * 2.0 ** -PAIRED_TILE_EXPONENT
     mask_y = mask_m[:, None] & mask_n[None, :]
     if SPLIT_K == 1:
         out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
