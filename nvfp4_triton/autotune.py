@@ -63,7 +63,7 @@ on an H200 at the FLUX small-M shapes, where one stage (the kernel's own next-ti
 pipelining by Triton) beat three, and 8 warps or 256-wide tiles gained nothing (bench/NOTES.md, v24)."""
 _MID_M = [(64, 64, 4, 4), (64, 128, 4, 3), (128, 64, 4, 4), (128, 128, 4, 3), (256, 64, 8, 3)]
 _LARGE_M = [(128, 128, 64, 4, 4), (128, 128, 128, 8, 3), (128, 256, 64, 8, 3), (64, 128, 128, 4, 4),
-            (128, 64, 128, 4, 4), (64, 256, 64, 4, 4), (256, 128, 64, 8, 3), (64, 64, 128, 4, 4)]
+            (128, 64, 128, 4, 4), (64, 256, 64, 4, 4), (256, 128, 64, 8, 3), (64, 64, 128, 4, 4), (256, 64, 64, 8, 3)]
 
 
 TWO_PASS_CANDIDATES = (TwoPassConfig(16, 512, 4), TwoPassConfig(32, 256, 4))

@@ -82,10 +82,11 @@ PAIRED_TILE_EXPONENT = tl.constexpr(-7)
 
 
 @triton.jit
-def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
+def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr, PAIR_ORDER: tl.constexpr,
                 BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr):
     """Codes as one int64 per scale block ``[BLOCK_N, BLOCK_K/16]`` and their E4M3 scale bytes ->
-    ``e2m1 * e4m3 * 2**-7`` in ``DT`` (bf16 or fp16), exact, ``[BLOCK_N, BLOCK_K]`` in *pair order*.
+    ``e2m1 * e4m3 * 2**-7`` in ``DT`` (bf16 or fp16), exact, ``[BLOCK_N, BLOCK_K]`` in *pair order*
+    with ``PAIR_ORDER``, else in K order.
 
     Pair order: element ``16b + 8h + 4s + i`` of the tile's K (block ``b``, its half ``h``, nibble
     ``i`` of that half, and ``s`` = 1 for nibble ``i + 4``) sits at ``h * BLOCK_K/2 + 8b + 2i + s``.
@@ -93,7 +94,9 @@ def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
     pairs are stored as they are, with no re-pairing; and a thread's block becomes two runs of 8
     elements half a tile apart, so that neighbouring threads write neighbouring 16-byte chunks
     of shared memory (3-8% faster on an H200 than one run of 16: bench/NOTES.md, v24). The
-    other dot operand must be permuted the same way (:func:`pair_order`).
+    other dot operand must be permuted the same way (:func:`pair_order`). K order costs the
+    compiler a re-pairing of the halves but spares that permutation, which is the better deal
+    where the other operand's tile is the larger one (bench/NOTES.md, v26).
 
     With ``PACKED_MUL`` the block scale is applied to both elements of a pair by one packed
     multiply (inline PTX: ``mul.rn.f16x2``, or ``fma.rn.bf16x2`` with -0, as Ampere has no
@@ -127,7 +130,9 @@ def paired_tile(words, raw_scale, DT: tl.constexpr, PACKED_MUL: tl.constexpr,
         first, second = _halves(pairs, tl.float16)
         first, second = (first.to(tl.float32) * scale).to(DT), (second.to(tl.float32) * scale).to(DT)
     by_half = tl.reshape(tl.join(first, second), (BLOCK_N, BLOCK_K // 16, 2, 4, 2))  # [n, block, h, i, s]
-    return tl.reshape(tl.permute(by_half, (0, 2, 1, 3, 4)), (BLOCK_N, BLOCK_K))
+    if PAIR_ORDER:
+        return tl.reshape(tl.permute(by_half, (0, 2, 1, 3, 4)), (BLOCK_N, BLOCK_K))
+    return tl.reshape(tl.permute(by_half, (0, 1, 2, 4, 3)), (BLOCK_N, BLOCK_K))
 
 
 @triton.jit

@@ -4,12 +4,16 @@ x is ``[M, K]`` bf16/fp16. W arrives as its packed E2M1 codes viewed as one int6
 scale block (``[N, K/16]``, element 2j in the low nibble of byte j) and its E4M3 block scales
 ``[N, K/16]`` as uint8, both row-major. Each program computes one ``BLOCK_M x BLOCK_N`` tile of y:
 per K step it decodes a ``BLOCK_N x BLOCK_K`` weight tile into x's dtype (exact) and feeds it to
-``tl.dot`` with an fp32 accumulator. The tile is decoded two elements per 32-bit word and kept in
-the order that yields (``paired_tile``), and x's tile is permuted to match: compiled for sm_90
-that is about half the instructions per weight element of decoding element by element in K order
-(``bench/kernel_asm.py``; bench/NOTES.md, v24). Each program loads its next K tile before
-decoding the current one. The global scale is applied once, in the epilogue, followed by the bias
-and, optionally, GELU (tanh approximation).
+``tl.dot`` with an fp32 accumulator. The tile is decoded two elements per 32-bit word. Up to 64
+rows of x it is kept in the order that yields (``paired_tile``), x's tile is permuted to match,
+and each program loads its next K tile by hand before decoding the current one: compiled for
+sm_90 that is about half the instructions per weight element of decoding element by element in K
+order (``bench/kernel_asm.py``; bench/NOTES.md, v24). Taller x tiles cost more to permute, and
+more registers to load by hand, than the weight tile costs to put back in K order, so there the
+weight is, and Triton pipelines the loads (v26). At 16 rows of x the product is computed as
+``W @ x^T``, the weight's rows on the MMA's rows, which on sm_90 is a wgmma instead of a chain of
+mma.sync (v27). The global scale is applied once, in the epilogue, followed by the bias and,
+optionally, GELU (tanh approximation).
 
 With few rows of x the weight is a stream of bytes, and a grid of output tiles can be too small
 to keep every SM loading: there K is split into ``SPLIT_K`` slices, each program writes fp32
@@ -57,6 +61,24 @@ def _load_tile(x_rows, w_rows, s_rows, k0, mask_m, mask_n, K, stride_xk, wanted,
     return x, words, raw_scale
 
 
+@triton.jit
+def _accumulate(acc, x, words, raw_scale, DT: tl.constexpr, DOT_F32: tl.constexpr, PACKED_MUL: tl.constexpr,
+                TALL: tl.constexpr, SWAP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_K: tl.constexpr):
+    """``acc + x @ W^T`` for one K tile, or with ``SWAP`` ``acc + W @ x^T``; the weight decoded in
+    pair order and x permuted to match, or for a ``TALL`` x tile the weight put back in K order."""
+    w = paired_tile(words, raw_scale, DT, PACKED_MUL, not TALL, BLOCK_N, BLOCK_K)
+    if not TALL:
+        x = pair_order(x, BLOCK_M, BLOCK_K)
+    if DOT_F32:
+        x, w = x.to(tl.float32), w.to(tl.float32)
+    if SWAP:
+        acc = tl.dot(w, tl.trans(x), acc)
+    else:
+        acc = tl.dot(x, tl.trans(w), acc)
+    return acc
+
+
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemm_kernel(
     x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
@@ -75,8 +97,8 @@ def w4a16_gemm_kernel(
     With ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial sums,
     without global scale, bias or GELU. DOT_F32 upcasts both dot operands to fp32: Triton's
     interpreter multiplies bf16 operands wrongly, so launchers set it there and nowhere else;
-    PACKED_MUL: see ``paired_tile``. M is not specialized, so one binary serves every batch
-    size of a tuned key.
+    PACKED_MUL: see ``paired_tile``. M is not specialized, so one binary serves every batch size
+    of a tuned key.
     """
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)
@@ -99,21 +121,31 @@ def w4a16_gemm_kernel(
     k_start = tl.program_id(1) * k_per_split
     k_end = tl.minimum(K, k_start + k_per_split)
 
-    acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
-    tile = _load_tile(x_rows, w_rows, s_rows, k_start, mask_m, mask_n, K, stride_xk, True, BLOCK_K)
-    for k0 in range(k_start, k_end, BLOCK_K):
-        # The next tile's loads go out before this tile is decoded and stream in meanwhile; the
-        # barrier keeps the compiler from sinking them to the end of the loop.
-        x, words, raw_scale = tile
-        tile = _load_tile(x_rows, w_rows, s_rows, k0 + BLOCK_K, mask_m, mask_n, K, stride_xk, k0 + BLOCK_K < k_end,
-                          BLOCK_K)
-        tl.debug_barrier()
-        w = paired_tile(words, raw_scale, x_ptr.dtype.element_ty, PACKED_MUL, BLOCK_N, BLOCK_K)
-        x = pair_order(x, BLOCK_M, BLOCK_K)
-        if DOT_F32:
-            acc = tl.dot(x.to(tl.float32), tl.trans(w.to(tl.float32)), acc)
-        else:
-            acc = tl.dot(x, tl.trans(w), acc)
+    DT: tl.constexpr = x_ptr.dtype.element_ty
+    TALL: tl.constexpr = BLOCK_M > 64
+    SWAP: tl.constexpr = BLOCK_M == 16
+    if SWAP:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if TALL:  # Triton pipelines these loads (the launch's num_stages)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            x, words, raw_scale = _load_tile(x_rows, w_rows, s_rows, k0, mask_m, mask_n, K, stride_xk, True, BLOCK_K)
+            acc = _accumulate(acc, x, words, raw_scale, DT, DOT_F32, PACKED_MUL, TALL, SWAP, BLOCK_M, BLOCK_N,
+                              BLOCK_K)
+    else:
+        tile = _load_tile(x_rows, w_rows, s_rows, k_start, mask_m, mask_n, K, stride_xk, True, BLOCK_K)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            # The next tile's loads go out before this tile is decoded and stream in meanwhile; the
+            # barrier keeps the compiler from sinking them to the end of the loop.
+            x, words, raw_scale = tile
+            tile = _load_tile(x_rows, w_rows, s_rows, k0 + BLOCK_K, mask_m, mask_n, K, stride_xk,
+                              k0 + BLOCK_K < k_end, BLOCK_K)
+            tl.debug_barrier()
+            acc = _accumulate(acc, x, words, raw_scale, DT, DOT_F32, PACKED_MUL, TALL, SWAP, BLOCK_M, BLOCK_N,
+                              BLOCK_K)
+    if SWAP:
+        acc = tl.trans(acc)
 
     acc = acc * 2.0 ** -PAIRED_TILE_EXPONENT
     mask_y = mask_m[:, None] & mask_n[None, :]
