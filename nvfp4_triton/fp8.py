@@ -17,6 +17,8 @@ conversion's relative L2 error is 2.1e-2, about as much as rounding the activati
 
 from __future__ import annotations
 
+import functools
+
 import torch
 
 from . import format as fmt
@@ -58,6 +60,32 @@ def dequantize_to_fp8(packed: torch.Tensor, block_scale: torch.Tensor, multiplie
     one = torch.ones((), dtype=torch.float32, device=packed.device)
     exact = fmt.dequantize_tensors(packed, block_scale, one, torch.float32)
     return (exact * multipliers[:, None]).to(torch.float8_e4m3fn)
+
+
+FP8_MIN_CAPABILITY = (8, 9)
+"""FP8 tensor cores, which ``torch._scaled_mm`` and Triton's E4M3 type need: Ada (sm_89) and Hopper (sm_90) on."""
+
+
+def check_fp8_device(device: torch.device, caller: str) -> None:
+    """Raise a ``RuntimeError`` naming ``caller`` where ``device`` is a CUDA GPU without FP8 tensor cores.
+
+    Without it an FP8 mode on such a GPU (an A100, say) fails deep in Triton's compiler or in
+    cuBLAS, with a message that names neither the mode nor what to use instead.
+    """
+    if device.type != "cuda":
+        return
+    index = device.index if device.index is not None else torch.cuda.current_device()
+    major, minor = _capability(index)
+    if (major, minor) < FP8_MIN_CAPABILITY:
+        raise RuntimeError(
+            f"{caller}: the FP8 modes (activation='fp8', resident='fp8', FP8Linear) need FP8 tensor cores, "
+            f"compute capability 8.9 or newer (Ada, Hopper); {torch.cuda.get_device_name(index)} ({device}) has "
+            f"{major}.{minor}. W4A16 (activation=None) runs on any CUDA GPU.")
+
+
+@functools.cache
+def _capability(index: int) -> tuple[int, int]:
+    return torch.cuda.get_device_capability(index)
 
 
 def weight_scales(weight) -> tuple[torch.Tensor, torch.Tensor]:

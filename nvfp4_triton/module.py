@@ -172,6 +172,7 @@ class NVFP4Linear(nn.Module):
             return
         nvfp4 = self.nvfp4_weight
         if self._activation == "fp8":
+            fp8.check_fp8_device(weight.device, "NVFP4Linear")
             self._fp8_scales_of(nvfp4)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -280,6 +281,7 @@ class FP8Linear(nn.Module):
         if weight_scale.dtype != torch.float32 or tuple(weight_scale.shape) != (weight.shape[0],):
             raise TypeError(f"FP8Linear: weight_scale must be float32 [{weight.shape[0]}], got {weight_scale.dtype} "
                             f"{tuple(weight_scale.shape)}")
+        fp8.check_fp8_device(weight.device, "FP8Linear")
         self.out_features, self.in_features = weight.shape
         self.gelu = gelu
         self._views: tuple[torch.Tensor, ...] | None = None
@@ -291,6 +293,7 @@ class FP8Linear(nn.Module):
     @classmethod
     def from_nvfp4(cls, layer: NVFP4Linear) -> FP8Linear:
         """Convert an NVFP4 layer's weight to FP8 once (on the layer's device); bias and ``gelu`` carry over."""
+        fp8.check_fp8_device(layer.weight.device, "FP8Linear.from_nvfp4")
         weight = layer.nvfp4_weight
         multipliers, column_scale = fp8.weight_scales(weight)
         w8 = fp8.dequantize_to_fp8(weight.packed, weight.block_scale, multipliers)
@@ -332,4 +335,6 @@ def _check_fp8_input(x: torch.Tensor, layer: FP8Linear) -> None:
         raise ValueError(f"FP8Linear: x must have shape [..., {layer.in_features}], got {tuple(x.shape)}")
     if x.device != layer.weight.device:
         raise ValueError(f"FP8Linear: x is on {x.device}, the weight on {layer.weight.device}")
+    if not torch.compiler.is_compiling():  # a module built on the CPU may have moved to a GPU since
+        fp8.check_fp8_device(x.device, "FP8Linear")
     check_no_grad(x, layer.bias, "FP8Linear")

@@ -274,6 +274,8 @@ def check_activation(activation: str | None, input_scale: torch.Tensor | None, d
     """Raise a ``ValueError`` / ``TypeError`` for an unknown mode or a missing / malformed ``input_scale``."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"nvfp4_linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if activation == "fp8" and not torch.compiler.is_compiling():  # compiled: checked by the eager warm-up
+        fp8.check_fp8_device(device, "nvfp4_linear")
     if activation != "nvfp4":
         return
     if input_scale is None:

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import fp8
 from .shapes import RECIPES, ShapePlan, exclude_from_checkpoint, plan_from_config
 from .tiling import describe
 
@@ -92,6 +93,8 @@ def prewarm(
     device = torch.device(device or "cuda")
     if device.type != "cuda":
         raise ValueError(f"prewarm needs a CUDA device, got {device}")
+    if "fp8" in (activation, resident):
+        fp8.check_fp8_device(device, "prewarm")
     shapes = plan.distinct()
     report = PrewarmReport()
     start = time.perf_counter()
@@ -198,6 +201,12 @@ def main(argv: list[str] | None = None) -> int:
             return 1
         print(f"{message} (the plan above is what a GPU machine would prepare)")
         return 0
+    if "fp8" in (activation, args.resident):
+        try:
+            fp8.check_fp8_device(torch.device("cuda"), "prewarm")
+        except RuntimeError as err:
+            print(f"error: {err}", file=sys.stderr)
+            return 1
     print(f"prewarming on {torch.cuda.get_device_name()}", flush=True)
     prewarm(plan, dtypes=tuple(DTYPES[d] for d in args.dtype), progress=lambda s: print(s, flush=True),
             activation=activation, resident=args.resident)

@@ -311,6 +311,29 @@ def test_fp8_linear_module(device):
         layer(x[:, :32])
 
 
+def test_fp8_modes_refuse_gpus_without_fp8_tensor_cores(monkeypatch):
+    """An Ampere GPU gets an error naming the caller, the GPU and W4A16 instead of a Triton compile
+    failure; Ada, Hopper and Blackwell pass; CPU tensors (the interpreter) are not checked. No GPU
+    is touched: the capability and the name are patched."""
+    from nvfp4_triton.ops import check_activation
+    from nvfp4_triton.prewarm import prewarm
+    from nvfp4_triton.shapes import plan_from_config
+
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda index=None: "NVIDIA A100")
+    monkeypatch.setattr(fp8, "_capability", lambda index: (8, 0))
+    gpu = torch.device("cuda", 0)
+    with pytest.raises(RuntimeError, match=r"^nvfp4_linear: .*8\.9 .*NVIDIA A100 \(cuda:0\) has 8\.0\. W4A16"):
+        check_activation("fp8", None, gpu)
+    check_activation(None, None, gpu)
+    with pytest.raises(RuntimeError, match=r"^prewarm: "):
+        prewarm(plan_from_config(), device=gpu, resident="fp8")
+    for capability in ((8, 9), (9, 0), (10, 0)):
+        monkeypatch.setattr(fp8, "_capability", lambda index, c=capability: c)
+        fp8.check_fp8_device(gpu, "nvfp4_linear")
+    monkeypatch.setattr(fp8, "_capability", lambda index: (8, 0))
+    fp8.check_fp8_device(torch.device("cpu"), "nvfp4_linear")
+
+
 def test_module_modes_call_the_op_with_their_settings(device):
     x, q, bias = _problem(5, 20, 40, 96, torch.bfloat16, True, device)
     input_scale = (x.float().abs().amax() / 2688).reshape(())
