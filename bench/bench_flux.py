@@ -81,7 +81,7 @@ DEFAULT_VARIANTS = ["bf16", "w4a16", "w4a16-mixed", "fp8", "fp8-resident", "w4a4
 WITH_ACTIVATION = {"fp8": {"w4a16": "fp8", "w4a16-mixed": "fp8-mixed"},
                    "nvfp4": {"w4a16": "w4a4", "w4a16-mixed": "w4a4-mixed"}}
 """What ``--activation`` turns the W4A16 variants into: the same recipe with that activation mode."""
-OURS = ("w4a16_gemm_kernel", "w4a16_gemv_kernel", "splitk_reduce_kernel", "nvfp4_dequant_kernel",
+OURS = ("w4a16_gemm_kernel", "w4a16_gemv_kernel", "nvfp4_dequant_kernel",
         "fp8_row_quant_kernel", "fp8_operands_kernel", "nvfp4_act_quant_kernel")
 
 

@@ -38,7 +38,7 @@ from nvfp4_triton.gemm import k_slices  # noqa: E402
 from nvfp4_triton.kernels._act_quant import fp8_row_quant_kernel, nvfp4_act_quant_kernel  # noqa: E402
 from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel  # noqa: E402
 from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
-from nvfp4_triton.kernels._w4a16_gemm import splitk_reduce_kernel, w4a16_gemm_kernel  # noqa: E402
+from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
 
 
@@ -46,8 +46,8 @@ def _fused(m, n, k, cfg):
     bm, bn, bk, warps, stages, group_m, split_k = (cfg + [128, 128, 64, 8, 3, 8, 1][len(cfg):])
     k_per_split, split = k_slices(k, bk, split_k)
     args = dict(x_ptr="*bf16", words_ptr="*i64", scale_ptr="*u8", global_scale_ptr="*fp32", bias_ptr="*bf16",
-                y_ptr="*bf16" if split == 1 else "*fp32", M=m, N=n, K=k, k_per_split=k_per_split, stride_xm=k,
-                stride_xk=1, stride_ym=n, stride_yn=1, HAS_BIAS=split == 1, GELU_TANH=False, DOT_F32=False,
+                y_ptr="*bf16", partial_ptr="*fp32", counter_ptr="*i32", M=m, N=n, K=k, k_per_split=k_per_split,
+                stride_xm=k, stride_xk=1, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False, DOT_F32=False,
                 PACKED_MUL=True, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, GROUP_M=group_m, SPLIT_K=split)
     return w4a16_gemm_kernel, args, warps, stages, bn * bk
 
@@ -56,17 +56,10 @@ def _gemv(m, n, k, cfg):
     bm, bn, bk, warps, split_k = (cfg + [1, 32, 512, 4, 1][len(cfg):])
     k_per_split, split = k_slices(k, bk, split_k)
     args = dict(x_ptr="*i64", words_ptr="*i64", scale_ptr="*u8", global_scale_ptr="*fp32", bias_ptr="*bf16",
-                y_ptr="*bf16" if split == 1 else "*fp32", M=m, N=n, K=k, blocks_per_row=k // 16,
+                y_ptr="*bf16", partial_ptr="*fp32", counter_ptr="*i32", M=m, N=n, K=k, blocks_per_row=k // 16,
                 k_per_split=k_per_split, stride_xm=k // 4, stride_ym=n, stride_yn=1, X_BF16=True,
-                HAS_BIAS=split == 1, GELU_TANH=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=split)
+                HAS_BIAS=True, GELU_TANH=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=split)
     return w4a16_gemv_kernel, args, warps, 1, bn * bk
-
-
-def _splitk_reduce(m, n, k, cfg):
-    split, block, warps = (cfg + [4, 1024, 4][len(cfg):])
-    args = dict(partial_ptr="*fp32", global_scale_ptr="*fp32", bias_ptr="*bf16", y_ptr="*bf16", M=m, N=n,
-                stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=True, SPLIT_K=split, BLOCK=block)
-    return splitk_reduce_kernel, args, warps, 1, block
 
 
 def _dequant(out_type):
@@ -102,7 +95,7 @@ def _fp8_operands(m, n, k, cfg):
     return fp8_operands_kernel, args, max(warps, row_warps), 1, bn * bk  # the warps fp8_operands launches with
 
 
-KERNELS = {"fused": _fused, "gemv": _gemv, "splitk-reduce": _splitk_reduce, "dequant": _dequant("*bf16"),
+KERNELS = {"fused": _fused, "gemv": _gemv, "dequant": _dequant("*bf16"),
            "dequant-fp8": _dequant("*u8"),
            "fp8-quant": _fp8_quant, "fp8-operands": _fp8_operands, "nvfp4-quant": _nvfp4_quant}
 
@@ -195,7 +188,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shape", type=int, nargs=3, default=[1, 18432, 3072], metavar=("M", "N", "K"))
     parser.add_argument("--config", type=int, nargs="*", default=[],
                         help="fused: BM BN BK warps stages group_m split_k; gemv: BM BN BK warps split_k; "
-                             "splitk-reduce: split_k BLOCK warps; nvfp4-quant: BM BK warps; dequant, "
+                             "nvfp4-quant: BM BK warps; dequant, "
                              "fp8-operands: BN BK warps; fp8-quant: BLOCK_K warps")
     parser.add_argument("--arch", type=int, default=90, help="compute capability as an integer (90 = Hopper)")
     parser.add_argument("--dump", type=Path, help="write the TTGIR, PTX and SASS into this folder")

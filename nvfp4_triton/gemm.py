@@ -3,8 +3,8 @@
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
   (``GemvConfig``), or two-pass, dequantize into the scratch buffer then cuBLAS
-  (``TwoPassConfig``). The fused kernel and the GEMV may split K across programs, then sum the
-  slices, where the weight has too few output rows to fill the GPU;
+  (``TwoPassConfig``). The fused kernel and the GEMV may split K across programs where the weight
+  has too few output rows to fill the GPU (the last program of each output tile sums the slices);
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer and quantize the activations per
   token (one launch for both, for rows up to ``act_quant.ONE_LAUNCH_MAX_K``, unless x comes
@@ -29,7 +29,7 @@ from .cache.keys import kernel_source_hash
 from .act_quant import ONE_LAUNCH_MAX_K, fp8_operands, quantize_activation_nvfp4, quantize_rows_fp8
 from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
-from .kernels._w4a16_gemm import splitk_reduce_kernel, w4a16_gemm_kernel
+from .kernels._w4a16_gemm import w4a16_gemm_kernel
 from .kernels._w4a16_gemv import w4a16_gemv_kernel
 from .tiling import Fp8Config, GemmConfig, GemvConfig, TwoPassConfig, default_config, default_fp8_config
 from .weight import random_weight
@@ -38,8 +38,6 @@ tuner = Tuner("w4a16_gemm")
 fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8 vs W4A16: ~3.4e-2 apart
 _gemm_kernel = Kernel(w4a16_gemm_kernel)
 _gemv_kernel = Kernel(w4a16_gemv_kernel)
-_reduce_kernel = Kernel(splitk_reduce_kernel)
-_REDUCE_BLOCK = 1024  # elements of y per program of a split-K GEMM's sum
 _dequant_kernel = Kernel(nvfp4_dequant_kernel)
 
 
@@ -175,8 +173,8 @@ def w4a16_gemm(
 
     ``act`` is GELU-tanh with ``gelu=True``, else identity. Writes ``out`` (``[M, N]`` in x's
     dtype, any strides) or a new contiguous tensor and returns it. ``config`` overrides the tuned
-    config. Once the shape's key is tuned this issues one launch (two for two-pass and split K)
-    and no host synchronization, so it can be captured in a CUDA graph.
+    config. Once the shape's key is tuned this issues one launch (two for two-pass) and no host
+    synchronization, so it can be captured in a CUDA graph.
     """
     n = packed.shape[0]
     if x.shape[0] == 0:
@@ -284,32 +282,34 @@ def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, ou
         cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
     y = _output(x, n, out)
     k_per_split, split = k_slices(k, cfg.block_k, cfg.split_k)
-    partial = y if split == 1 else torch.empty((split, m, n), dtype=torch.float32, device=x.device)
-    epilogue_here = dict(HAS_BIAS=bias is not None and split == 1, GELU_TANH=gelu and split == 1)
+    gemv = isinstance(cfg, GemvConfig)
+    tiles = cdiv(n, cfg.block_n) * (1 if gemv else cdiv(m, cfg.block_m))
+    if split == 1:
+        partial = counters = y  # not read
+    else:
+        partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+        counters = scratch.tile_counters(tiles, x.device, fresh=traced(x))
+    epilogue = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu)
     bias_arg = bias if bias is not None else y
     words = _int64_view(packed)  # both kernels read the codes 16 to a word
-    if isinstance(cfg, GemvConfig):
+    if gemv:
         x_words = _int64_view(x)
         _gemv_kernel(
-            (cdiv(n, cfg.block_n), split), x_words, words, scale_bits, global_scale, bias_arg, partial,
+            (tiles, split), x_words, words, scale_bits, global_scale, bias_arg, y, partial, counters,
             m, n, k, k // 16, k_per_split,
             x_words.stride(0), y.stride(0), y.stride(1),
-            X_BF16=x.dtype == torch.bfloat16, **epilogue_here,
+            X_BF16=x.dtype == torch.bfloat16, **epilogue,
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
         )
     else:
         _gemm_kernel(
-            (cdiv(m, cfg.block_m) * cdiv(n, cfg.block_n), split), x, words, scale_bits, global_scale, bias_arg, partial,
+            (tiles, split), x, words, scale_bits, global_scale, bias_arg, y, partial, counters,
             m, n, k, k_per_split,
-            x.stride(0), x.stride(1), y.stride(0), y.stride(1), **epilogue_here,
+            x.stride(0), x.stride(1), y.stride(0), y.stride(1), **epilogue,
             DOT_F32=interpreter_active() and x.dtype == torch.bfloat16, PACKED_MUL=not interpreter_active(),
             BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, SPLIT_K=split,
             num_warps=cfg.num_warps, num_stages=cfg.num_stages,
         )
-    if split > 1:
-        _reduce_kernel((cdiv(m * n, _REDUCE_BLOCK),), partial, global_scale, bias_arg, y,
-                       m, n, y.stride(0), y.stride(1), HAS_BIAS=bias is not None, GELU_TANH=gelu,
-                       SPLIT_K=split, BLOCK=_REDUCE_BLOCK, num_warps=4)
     return y
 
 

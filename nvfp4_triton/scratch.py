@@ -1,4 +1,5 @@
 """The dense-weight scratch buffer of the two-pass strategy: one per (device, stream), bounded and visible.
+Beside it, per (device, stream), the split-K launches' per-tile arrival counters (a few KB).
 
 Two-pass runs dequantize an NVFP4 weight into this buffer, then hand it to cuBLAS. The buffer
 is reused by every layer on the same stream (calls on one stream run in order) and grows to the
@@ -37,6 +38,7 @@ _UNSET = object()
 _override: object = _UNSET
 _buffers: dict[tuple, torch.Tensor] = {}
 _views: dict[tuple, torch.Tensor] = {}  # (buffer key, n, k, dtype) -> its view: slicing per call costs host time
+_counters: dict[tuple, torch.Tensor] = {}
 
 
 def scratch_limit() -> int | None:
@@ -74,19 +76,22 @@ def admits(n: int, k: int, dtype: torch.dtype) -> bool:
 
 
 def scratch_bytes() -> int:
-    """Bytes held by all scratch buffers of this process."""
-    return sum(b.numel() for b in _buffers.values())
+    """Bytes held by all scratch buffers of this process, split-K counters included."""
+    return sum(b.numel() for b in _buffers.values()) + sum(c.numel() * c.element_size() for c in _counters.values())
 
 
 def release_scratch() -> None:
-    """Free every scratch buffer (the next two-pass call allocates again)."""
+    """Free every scratch buffer (the next two-pass or split-K call allocates again)."""
     _buffers.clear()
     _views.clear()
+    _counters.clear()
 
 
 def release_stream(stream: torch.cuda.Stream) -> None:
-    """Free the buffer of one stream (the tuner's short-lived timing streams)."""
-    _drop((stream.device.index, stream.cuda_stream))
+    """Free the buffers of one stream (the tuner's short-lived timing streams)."""
+    key = (stream.device.index, stream.cuda_stream)
+    _drop(key)
+    _counters.pop(key, None)
 
 
 def _drop(key: tuple) -> None:
@@ -100,13 +105,9 @@ def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device, fresh
     """An ``[n, k]`` view of this stream's buffer (during graph capture, or with ``fresh``: a new tensor),
     or None when the limit forbids it."""
     need = n * k * dtype.itemsize
-    if fresh or (device.type == "cuda" and torch.cuda.is_current_stream_capturing()):
+    if fresh or _capturing(device):
         return torch.empty((n, k), dtype=dtype, device=device) if _admits(need) else None
-    if device.type == "cuda":
-        index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" alone
-        key = (index, triton.runtime.driver.active.get_current_stream(index))  # a raw stream handle
-    else:
-        key = (device.type, 0)
+    key = _stream_key(device)
     view = _views.get((key, n, k, dtype))
     if view is not None:  # admitted by the limit when made; a lower limit since then dropped it
         return view
@@ -118,6 +119,32 @@ def dense_buffer(n: int, k: int, dtype: torch.dtype, device: torch.device, fresh
         buf = _buffers[key] = _allocate(need, device)
     view = _views[(key, n, k, dtype)] = buf[:need].view(dtype).view(n, k)
     return view
+
+
+def tile_counters(count: int, device: torch.device, fresh: bool = False) -> torch.Tensor:
+    """At least ``count`` int32 zeros: a split-K launch's per-tile arrival counters
+    (``kernels._w4a16_gemm.splitk_arrive``), which every launch leaves zero again. This stream's
+    buffer, grown when a launch needs more; during graph capture or with ``fresh``, a new tensor,
+    as in :func:`dense_buffer`. Not under the scratch limit: 4 bytes an output tile."""
+    if fresh or _capturing(device):
+        return torch.zeros(count, dtype=torch.int32, device=device)
+    key = _stream_key(device)
+    counters = _counters.get(key)
+    if counters is None or counters.numel() < count:
+        counters = _counters[key] = _allocate(4 * count, device).view(torch.int32).zero_()
+    return counters
+
+
+def _capturing(device: torch.device) -> bool:
+    return device.type == "cuda" and torch.cuda.is_current_stream_capturing()
+
+
+def _stream_key(device: torch.device) -> tuple:
+    """What this module keeps buffers by: the device and its current stream."""
+    if device.type != "cuda":
+        return device.type, 0
+    index = device.index if device.index is not None else torch.cuda.current_device()  # "cuda" alone
+    return index, triton.runtime.driver.active.get_current_stream(index)  # a raw stream handle
 
 
 def _allocate(nbytes: int, device: torch.device) -> torch.Tensor:

@@ -23,7 +23,6 @@ CASES = {  # kernel_asm name: [(M, N, K), kernel_asm config]
               ((1, 3072, 12288), [16, 64, 128, 4, 1, 8, 8]), ((512, 3072, 3072), [256, 64, 64, 8, 3])],
     "gemv": [((1, 18432, 3072), [1, 32, 512, 4]), ((1, 3072, 12288), [1, 16, 512, 4, 8]),
              ((4, 3072, 12288), [4, 32, 512, 4, 4])],
-    "splitk-reduce": [((1, 3072, 12288), [4]), ((3, 1, 64), [2])],
     "dequant": [((1, 1, 32), []), ((1, 3072, 3072), [])],
     "dequant-fp8": [((1, 3072, 12288), [])],
     "fp8-quant": [((1, 1, 3072), []), ((4608, 1, 15360), [16384, 8]), ((1, 1, 20000), [2048, 4])],
@@ -40,7 +39,7 @@ COMPILE = textwrap.dedent("""
         compile_kernel(fn, args, warps, stages, int(sys.argv[3]))
 """)
 
-AMPERE = ("fused", "gemv", "splitk-reduce", "dequant")
+AMPERE = ("fused", "gemv", "dequant")
 """The W4A16 kernels, which must also build for GPUs without FP8 (sm_80): Ampere lacks instructions
 that Hopper has (``mul.bf16x2`` broke the fused kernel there in session 16)."""
 

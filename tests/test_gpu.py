@@ -119,7 +119,6 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
     expected = {"two-pass": {"nvfp4_dequant_kernel"}, "two-pass, no scratch": {"w4a16_gemm_kernel"},
                 "split GEMV": {"w4a16_gemv_kernel"}}
     assert len(kernels) == 1 and kernels == expected.get(strategy, kernels), kernels
-    assert ("splitk_reduce_kernel" in code) == (strategy == "split GEMV")
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
     assert_matches_reference(compiled, x, layer.nvfp4_weight, layer.bias, gelu=gelu,
                              rounded_weight=kernels == {"nvfp4_dequant_kernel"})

@@ -84,13 +84,16 @@ def test_gemv_kernel_writes_every_element_correctly(device, seed, m, n, k_blocks
 @pytest.mark.parametrize("gelu", [False, True])
 def test_split_k_adds_up_every_slice(device, m, n, k, config, gelu):
     """Split K (GEMV and fused kernel): each slice's partial sums, then the epilogue on their sum,
-    with bias and without, into a row-major and a column-major output."""
-    for has_bias in (False, True):
+    with bias and without, into a row-major and a column-major output. The last program of each
+    tile sums the slices, counted by per-tile counters that every launch must leave at zero: the
+    second call of each pair would otherwise miss its sum."""
+    for has_bias in (False, False, True, True):
         x, q, bias = _problem(7 + m, (m,), n, k, torch.bfloat16, has_bias, device)
         out = torch.full((n, m) if has_bias else (m, n), float("nan"), dtype=torch.bfloat16, device=device)
         out = out.t() if has_bias else out
         y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out, gelu=gelu)
         assert_matches_reference(y, x, q, bias, gelu=gelu)
+        assert not scratch.tile_counters(1, x.device).any()
 
 
 @pytest.mark.parametrize("layout", ["offset", "row stride"])

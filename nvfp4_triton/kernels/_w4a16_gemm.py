@@ -16,8 +16,10 @@ mma.sync (v27). The global scale is applied once, in the epilogue, followed by t
 optionally, GELU (tanh approximation).
 
 With few rows of x the weight is a stream of bytes, and a grid of output tiles can be too small
-to keep every SM loading: there K is split into ``SPLIT_K`` slices, each program writes fp32
-partial sums, and ``splitk_reduce_kernel`` adds them and applies the epilogue.
+to keep every SM loading: there K is split into ``SPLIT_K`` slices. Each program writes fp32
+partial sums, and the last of a tile's programs to finish adds them up and applies the epilogue
+(``splitk_arrive``, ``splitk_sum``). A second launch for the sum cost 3.6-3.8 us of a 20-35 us
+GEMM on an H200 (bench/NOTES.md, v28).
 """
 
 import triton
@@ -46,6 +48,42 @@ def epilogue(sums, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS: tl.cons
     if GELU_TANH:
         out = gelu_tanh(out)
     return out
+
+
+@triton.jit
+def store_output(sums, global_scale_ptr, bias_ptr, y_ptr, offs_m, offs_n, mask_m, mask_n, stride_ym, stride_yn,
+                 HAS_BIAS: tl.constexpr, GELU_TANH: tl.constexpr):
+    """``y[offs_m, offs_n] = epilogue(sums)`` in y's dtype."""
+    out = epilogue(sums, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
+    y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+    tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=mask_m[:, None] & mask_n[None, :])
+
+
+@triton.jit
+def splitk_arrive(counter_ptr, tile, SPLIT_K: tl.constexpr):
+    """Called by each of an output tile's SPLIT_K programs once its partial sums are stored: True in
+    the last one to arrive, which then owns the tile's sum. That one also sets the tile's counter
+    (int32, zero before the launch) back to zero for the next launch.
+
+    The barrier puts every thread's partial stores before the atomic, whose release makes them
+    visible to the program whose acquire counts after it.
+    """
+    tl.debug_barrier()
+    last = tl.atomic_add(counter_ptr + tile, 1, sem="acq_rel") == SPLIT_K - 1
+    tl.store(counter_ptr + tile, 0, mask=last)
+    return last
+
+
+@triton.jit
+def splitk_sum(partial_ptr, offs_m, offs_n, mask, M, N, SPLIT_K: tl.constexpr):
+    """Sum over the SPLIT_K slices of the fp32 partial sums ``[SPLIT_K, M, N]`` at ``[offs_m, offs_n]``,
+    read from L2 (``.cg``): this SM's L1 is not kept coherent with the other programs' writes."""
+    total = tl.zeros((offs_m.shape[0], offs_n.shape[0]), dtype=tl.float32)
+    for s in tl.static_range(SPLIT_K):
+        rows = s * M + offs_m
+        total += tl.load(partial_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], mask=mask, other=0.0,
+                         cache_modifier=".cg")
+    return total
 
 
 @triton.jit
@@ -81,7 +119,7 @@ def _accumulate(acc, x, words, raw_scale, DT: tl.constexpr, DOT_F32: tl.constexp
 
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemm_kernel(
-    x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
+    x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr, partial_ptr, counter_ptr,
     M, N, K, k_per_split,
     stride_xm, stride_xk, stride_ym, stride_yn,
     HAS_BIAS: tl.constexpr,
@@ -94,8 +132,9 @@ def w4a16_gemm_kernel(
     """One output tile per program, over ``k_per_split`` columns of K (a multiple of BLOCK_K);
     grid (tiles, SPLIT_K). Programs are ordered in GROUP_M-row bands for L2 reuse of W.
 
-    With ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial sums,
-    without global scale, bias or GELU. DOT_F32 upcasts both dot operands to fp32: Triton's
+    With ``SPLIT_K > 1``, ``partial_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` for the partial
+    sums and ``counter_ptr`` an int32 per output tile, all zero (``splitk_arrive``); with one slice
+    neither is read. DOT_F32 upcasts both dot operands to fp32: Triton's
     interpreter multiplies bf16 operands wrongly, so launchers set it there and nowhere else;
     PACKED_MUL: see ``paired_tile``. M is not specialized, so one binary serves every batch size
     of a tuned key.
@@ -148,33 +187,13 @@ def w4a16_gemm_kernel(
         acc = tl.trans(acc)
 
     acc = acc * 2.0 ** -PAIRED_TILE_EXPONENT
-    mask_y = mask_m[:, None] & mask_n[None, :]
     if SPLIT_K == 1:
-        out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
-        y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
-        tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=mask_y)
+        store_output(acc, global_scale_ptr, bias_ptr, y_ptr, offs_m, offs_n, mask_m, mask_n, stride_ym, stride_yn,
+                     HAS_BIAS, GELU_TANH)
     else:
+        mask_y = mask_m[:, None] & mask_n[None, :]
         rows = tl.program_id(1) * M + offs_m
-        tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], acc, mask=mask_y)
-
-
-@triton.jit(do_not_specialize=["M", "N"])  # as tensors, not Python ints, even when 1
-def splitk_reduce_kernel(
-    partial_ptr, global_scale_ptr, bias_ptr, y_ptr,
-    M, N,
-    stride_ym, stride_yn,
-    HAS_BIAS: tl.constexpr,
-    GELU_TANH: tl.constexpr,
-    SPLIT_K: tl.constexpr, BLOCK: tl.constexpr,
-):
-    """``y = epilogue(sum over the SPLIT_K slices of partial[SPLIT_K, M, N])``, BLOCK elements of y
-    per program; grid (cdiv(M * N, BLOCK),). The second launch of every split-K GEMM here."""
-    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
-    size = M.to(tl.int64) * N
-    mask = offs < size
-    acc = tl.zeros((BLOCK,), dtype=tl.float32)
-    for s in tl.static_range(SPLIT_K):
-        acc += tl.load(partial_ptr + s * size + offs, mask=mask, other=0.0)
-    offs_m, offs_n = offs // N, offs % N
-    out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask, HAS_BIAS, GELU_TANH)
-    tl.store(y_ptr + offs_m * stride_ym + offs_n * stride_yn, out.to(y_ptr.dtype.element_ty), mask=mask)
+        tl.store(partial_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], acc, mask=mask_y)
+        if splitk_arrive(counter_ptr, pid, SPLIT_K):
+            store_output(splitk_sum(partial_ptr, offs_m, offs_n, mask_y, M, N, SPLIT_K), global_scale_ptr, bias_ptr,
+                         y_ptr, offs_m, offs_n, mask_m, mask_n, stride_ym, stride_yn, HAS_BIAS, GELU_TANH)

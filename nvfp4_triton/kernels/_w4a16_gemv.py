@@ -12,15 +12,16 @@ spanning a warp's 32 blocks, 1 KB) cost 15-25% of the time on an H200 (bench/NOT
 Each program also loads its next K tile before decoding the current one (v21).
 
 A weight with few output rows and long ones (FLUX's ``[3072, 12288]``) gives too few programs
-to keep every SM streaming: there each program takes one of ``SPLIT_K`` slices of K, writes fp32
-partial sums, and ``splitk_reduce_kernel`` adds them up and applies the epilogue.
+to keep every SM streaming: there each program takes one of ``SPLIT_K`` slices of K and writes fp32
+partial sums, and the last of a column strip's programs to finish adds them up and applies the
+epilogue, as in the fused kernel.
 """
 
 import triton
 import triton.language as tl
 
 from ._nvfp4_decode import e4m3_to_f16, nibble_pair_e2m1_f32
-from ._w4a16_gemm import epilogue
+from ._w4a16_gemm import splitk_arrive, splitk_sum, store_output
 
 
 @triton.jit
@@ -60,7 +61,7 @@ def _load_tile(w_rows, s_rows, x_rows, blk, mask_n, mask_m, blocks_per_row, want
 
 @triton.jit(do_not_specialize=["M"])
 def w4a16_gemv_kernel(
-    x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
+    x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr, partial_ptr, counter_ptr,
     M, N, K, blocks_per_row, k_per_split,
     stride_xm, stride_ym, stride_yn,
     X_BF16: tl.constexpr,
@@ -76,8 +77,8 @@ def w4a16_gemv_kernel(
     (also the row stride of the words and of the scales). ``x_ptr``: x's rows viewed as int64
     words of four bf16 (``X_BF16``) or fp16 values, ``stride_xm`` words apart. Rows of x are
     taken BLOCK_M at a time; each group re-reads the program's weight strip, which by then sits
-    in L1/L2. With ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial
-    sums, without global scale, bias or GELU.
+    in L1/L2. With ``SPLIT_K > 1``, ``partial_ptr`` and ``counter_ptr`` are as in the fused
+    kernel (one counter per program column).
     """
     BLOCKS: tl.constexpr = BLOCK_K // 16
     offs_n = tl.program_id(0) * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -113,12 +114,19 @@ def w4a16_gemv_kernel(
                 part += w_i[None] * activation_f32(x2, i, X_BF16)[:, None, :]
                 part += w_i4[None] * activation_f32(x3, i, X_BF16)[:, None, :]
             acc += part * scale[None]
-        mask_y = mask_m[:, None] & mask_n[None, :]
         if SPLIT_K == 1:
-            out = epilogue(tl.sum(acc, axis=2), global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
-            y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
-            tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=mask_y)
+            store_output(tl.sum(acc, axis=2), global_scale_ptr, bias_ptr, y_ptr, offs_m, offs_n, mask_m, mask_n,
+                         stride_ym, stride_yn, HAS_BIAS, GELU_TANH)
         else:
             rows = tl.program_id(1) * M + offs_m
-            tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], tl.sum(acc, axis=2), mask=mask_y)
+            tl.store(partial_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], tl.sum(acc, axis=2),
+                     mask=mask_m[:, None] & mask_n[None, :])
+    if SPLIT_K > 1:
+        if splitk_arrive(counter_ptr, tl.program_id(0), SPLIT_K):
+            for m0 in range(0, M, BLOCK_M):
+                offs_m = m0 + tl.arange(0, BLOCK_M)
+                mask_m = offs_m < M
+                sums = splitk_sum(partial_ptr, offs_m, offs_n, mask_m[:, None] & mask_n[None, :], M, N, SPLIT_K)
+                store_output(sums, global_scale_ptr, bias_ptr, y_ptr, offs_m, offs_n, mask_m, mask_n, stride_ym,
+                             stride_yn, HAS_BIAS, GELU_TANH)
 
