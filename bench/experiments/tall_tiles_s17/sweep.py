@@ -32,6 +32,7 @@ from nvfp4_triton.launch import cdiv  # noqa: E402
 from nvfp4_triton.tiling import GemvConfig, TileConfig, TwoPassConfig, describe  # noqa: E402
 from head_fused import w4a16_gemm_kernel as head_kernel  # noqa: E402
 from swapped import w4a16_gemm_kernel as swapped_kernel  # noqa: E402
+from two_ahead import w4a16_gemm_kernel as two_ahead_kernel  # noqa: E402
 
 SHAPES = [(512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072), (4096, 12288, 3072),
           (4608, 3072, 15360), (32, 3072, 3072), (64, 3072, 3072)]
@@ -79,10 +80,16 @@ def swapped(x, q, bias, cfg, y, partial):
     return _launch(swapped_kernel, x, q, bias, cfg, y, partial, NUM_STAGES=cfg.num_stages)
 
 
-def configs(m, quick, small):
+def two_ahead(x, q, bias, cfg, y, partial):
+    """``two_ahead.py``'s kernel."""
+    return _launch(two_ahead_kernel, x, q, bias, cfg, y, partial)
+
+
+def configs(m, quick, small, stages, two_ahead=False):
     if small:
-        for (bn, bk, w), split in ((t, s) for t in SMALL_TILES for s in (1, 2, 4, 8)):
-            yield TileConfig(16, bn, bk, num_warps=w, num_stages=1, split_k=split)
+        tiles = SMALL_TILES if stages == 1 and not two_ahead else [(64, 128, 4), (128, 128, 4), (64, 64, 4)]
+        for (bn, bk, w), split in ((t, s) for t in tiles for s in (1, 2, 4, 8)):
+            yield TileConfig(16, bn, bk, num_warps=w, num_stages=stages, split_k=split)
         return
     if m <= 64:
         raw = [(m, bn, bk, w, s, 1) for bn, bk, w, s in _MID_M]
@@ -103,6 +110,11 @@ def main() -> None:
     parser.add_argument("--shapes", type=int, nargs="*", help="indices into SHAPES (or SMALL with --small)")
     parser.add_argument("--small", action="store_true",
                         help="SMALL: the library's fused kernel and GEMV against the swapped kernel")
+    parser.add_argument("--two-ahead", action="store_true",
+                        help="with --small: two_ahead.py's kernel too, and the swapped kernel left out")
+    parser.add_argument("--stages", type=int, default=1,
+                        help="with --small: pipeline stages of both kernels; above 1, swapped.py drops its "
+                             "hand-loaded next tile for Triton's pipelining")
     opts = parser.parse_args()
     out_dir = Path(os.environ.get("OUT", "."))
     print(environment(), flush=True)
@@ -136,25 +148,27 @@ def main() -> None:
 
         run("two_pass", TwoPassConfig(),
             lambda: gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, TwoPassConfig(), out=y))
-        for cfg in configs(m, opts.quick, opts.small):
+        for cfg in configs(m, opts.quick, opts.small, opts.stages, opts.two_ahead):
             run("new", cfg, lambda: gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, cfg, out=y))
-            if opts.small:
+            if opts.small and opts.two_ahead:
+                run("two_ahead", cfg, lambda: two_ahead(x, q, bias, cfg, y, partial))
+            elif opts.small:
                 run("swapped", cfg, lambda: swapped(x, q, bias, cfg, y, partial))
             elif not opts.no_head:
                 run("head", cfg, lambda: head(x, q, bias, cfg, y, partial))
-        if opts.small and m <= 4:
+        if opts.small and m <= 4 and opts.stages == 1:
             for cfg in candidate_configs(m_bucket(m), n, k, device_shared_memory(0)):
                 if isinstance(cfg, GemvConfig):
                     run("gemv", cfg,
                         lambda: gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, cfg, out=y))
         line = f"({m}, {n}, {k}) bf16 {row['bf16_ms'] * 1e3:7.1f} us"
-        for kind in ("two_pass", "head", "gemv", "new", "swapped"):
+        for kind in ("two_pass", "head", "gemv", "new", "swapped", "two_ahead"):
             timed = sorted((r for r in row["runs"] if r["kind"] == kind and r["ms"]), key=lambda r: r["ms"])
             if timed:
                 best = timed[0]
                 line += f" | {kind} {best['ms'] * 1e3:7.1f} us ({row['bf16_ms'] / best['ms']:.3f}x, {best['config']})"
         print(line, flush=True)
-        for r in sorted((r for r in row["runs"] if r["kind"] in ("new", "swapped") and r["ms"]),
+        for r in sorted((r for r in row["runs"] if r["kind"] in ("new", "swapped", "two_ahead") and r["ms"]),
                         key=lambda r: r["ms"])[:4]:
             print(f"    {r['kind']} {r['ms'] * 1e3:7.1f} us {row['bf16_ms'] / r['ms']:.3f}x {r['config']}", flush=True)
         rows.append(row)

@@ -1,0 +1,164 @@
+"""Experiment (session 17): the library's fused kernel (b8c644c) with two K tiles in flight up to 64
+rows of x instead of one. Otherwise as the library's."""
+
+
+import triton
+import triton.language as tl
+
+from nvfp4_triton.kernels._nvfp4_decode import PAIRED_TILE_EXPONENT, paired_tile, pair_order
+
+
+@triton.jit
+def gelu_tanh(a):
+    """``0.5 a (1 + tanh(u))``, ``u = sqrt(2/pi) (a + 0.044715 a^3)``, as ``a * sigmoid(2u)``.
+
+    The exponential only ever sees ``-|2u|``, so it cannot overflow.
+    """
+    z = 1.5957691216057308 * (a + 0.044715 * a * a * a)
+    e = tl.exp(-tl.abs(z))
+    return a * tl.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@triton.jit
+def epilogue(sums, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS: tl.constexpr, GELU_TANH: tl.constexpr):
+    """``act(sums * global_scale + bias[offs_n])``, in fp32; ``offs_n`` indexes the last dimension of ``sums``."""
+    out = sums * tl.load(global_scale_ptr)
+    if HAS_BIAS:
+        out += tl.load(bias_ptr + offs_n, mask=mask_n, other=0.0).to(tl.float32)
+    if GELU_TANH:
+        out = gelu_tanh(out)
+    return out
+
+
+@triton.jit
+def _load_tile(x_rows, w_rows, s_rows, k0, mask_m, mask_n, K, stride_xk, wanted, BLOCK_K: tl.constexpr):
+    """The K tile from column ``k0``: x ``[BLOCK_M, BLOCK_K]``, the codes as int64 words and the
+    scale bytes ``[BLOCK_N, BLOCK_K / 16]``; all zero where ``wanted`` is false or past K."""
+    kx = k0 + tl.arange(0, BLOCK_K)
+    x = tl.load(x_rows + kx[None, :] * stride_xk, mask=mask_m[:, None] & ((kx < K) & wanted)[None, :], other=0.0)
+    blk = k0 // 16 + tl.arange(0, BLOCK_K // 16)
+    mask_w = mask_n[:, None] & ((blk < K // 16) & wanted)[None, :]
+    words = tl.load(w_rows + blk[None, :], mask=mask_w, other=0)
+    raw_scale = tl.load(s_rows + blk[None, :], mask=mask_w, other=0)
+    return x, words, raw_scale
+
+
+@triton.jit
+def _accumulate(acc, x, words, raw_scale, DT: tl.constexpr, DOT_F32: tl.constexpr, PACKED_MUL: tl.constexpr,
+                TALL: tl.constexpr, SWAP: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                BLOCK_K: tl.constexpr):
+    """``acc + x @ W^T`` for one K tile, or with ``SWAP`` ``acc + W @ x^T``; the weight decoded in
+    pair order and x permuted to match, or for a ``TALL`` x tile the weight put back in K order."""
+    w = paired_tile(words, raw_scale, DT, PACKED_MUL, not TALL, BLOCK_N, BLOCK_K)
+    if not TALL:
+        x = pair_order(x, BLOCK_M, BLOCK_K)
+    if DOT_F32:
+        x, w = x.to(tl.float32), w.to(tl.float32)
+    if SWAP:
+        acc = tl.dot(w, tl.trans(x), acc)
+    else:
+        acc = tl.dot(x, tl.trans(w), acc)
+    return acc
+
+
+@triton.jit(do_not_specialize=["M"])
+def w4a16_gemm_kernel(
+    x_ptr, words_ptr, scale_ptr, global_scale_ptr, bias_ptr, y_ptr,
+    M, N, K, k_per_split,
+    stride_xm, stride_xk, stride_ym, stride_yn,
+    HAS_BIAS: tl.constexpr,
+    GELU_TANH: tl.constexpr,
+    DOT_F32: tl.constexpr,
+    PACKED_MUL: tl.constexpr,
+    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+    GROUP_M: tl.constexpr, SPLIT_K: tl.constexpr,
+):
+    """One output tile per program, over ``k_per_split`` columns of K (a multiple of BLOCK_K);
+    grid (tiles, SPLIT_K). Programs are ordered in GROUP_M-row bands for L2 reuse of W.
+
+    With ``SPLIT_K > 1``, ``y_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` of partial sums,
+    without global scale, bias or GELU. DOT_F32 upcasts both dot operands to fp32: Triton's
+    interpreter multiplies bf16 operands wrongly, so launchers set it there and nowhere else;
+    PACKED_MUL: see ``paired_tile``. M is not specialized, so one binary serves every batch size
+    of a tuned key.
+    """
+    pid = tl.program_id(0)
+    num_m = tl.cdiv(M, BLOCK_M)
+    num_n = tl.cdiv(N, BLOCK_N)
+    band = GROUP_M * num_n
+    first_m = (pid // band) * GROUP_M
+    rows_in_band = min(num_m - first_m, GROUP_M)
+    pid_m = first_m + (pid % band) % rows_in_band
+    pid_n = (pid % band) // rows_in_band
+
+    offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+    mask_m = offs_m < M
+    mask_n = offs_n < N
+    blocks_per_row = K // 16
+
+    x_rows = x_ptr + offs_m.to(tl.int64)[:, None] * stride_xm
+    w_rows = words_ptr + offs_n.to(tl.int64)[:, None] * blocks_per_row
+    s_rows = scale_ptr + offs_n.to(tl.int64)[:, None] * blocks_per_row
+    k_start = tl.program_id(1) * k_per_split
+    k_end = tl.minimum(K, k_start + k_per_split)
+
+    DT: tl.constexpr = x_ptr.dtype.element_ty
+    TALL: tl.constexpr = BLOCK_M > 64
+    SWAP: tl.constexpr = BLOCK_M == 16
+    if SWAP:
+        acc = tl.zeros((BLOCK_N, BLOCK_M), dtype=tl.float32)
+    else:
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+    if TALL:  # Triton pipelines these loads (the launch's num_stages)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            x, words, raw_scale = _load_tile(x_rows, w_rows, s_rows, k0, mask_m, mask_n, K, stride_xk, True, BLOCK_K)
+            acc = _accumulate(acc, x, words, raw_scale, DT, DOT_F32, PACKED_MUL, TALL, SWAP, BLOCK_M, BLOCK_N,
+                              BLOCK_K)
+    else:
+        tile = _load_tile(x_rows, w_rows, s_rows, k_start, mask_m, mask_n, K, stride_xk, True, BLOCK_K)
+        after = _load_tile(x_rows, w_rows, s_rows, k_start + BLOCK_K, mask_m, mask_n, K, stride_xk,
+                           k_start + BLOCK_K < k_end, BLOCK_K)
+        for k0 in range(k_start, k_end, BLOCK_K):
+            # Two tiles in flight: the one after next goes out before this one is decoded.
+            x, words, raw_scale = tile
+            tile = after
+            after = _load_tile(x_rows, w_rows, s_rows, k0 + 2 * BLOCK_K, mask_m, mask_n, K, stride_xk,
+                               k0 + 2 * BLOCK_K < k_end, BLOCK_K)
+            tl.debug_barrier()
+            acc = _accumulate(acc, x, words, raw_scale, DT, DOT_F32, PACKED_MUL, TALL, SWAP, BLOCK_M, BLOCK_N,
+                              BLOCK_K)
+    if SWAP:
+        acc = tl.trans(acc)
+
+    acc = acc * 2.0 ** -PAIRED_TILE_EXPONENT
+    mask_y = mask_m[:, None] & mask_n[None, :]
+    if SPLIT_K == 1:
+        out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask_n, HAS_BIAS, GELU_TANH)
+        y_ptrs = y_ptr + offs_m.to(tl.int64)[:, None] * stride_ym + offs_n[None, :] * stride_yn
+        tl.store(y_ptrs, out.to(y_ptr.dtype.element_ty), mask=mask_y)
+    else:
+        rows = tl.program_id(1) * M + offs_m
+        tl.store(y_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], acc, mask=mask_y)
+
+
+@triton.jit(do_not_specialize=["M", "N"])  # as tensors, not Python ints, even when 1
+def splitk_reduce_kernel(
+    partial_ptr, global_scale_ptr, bias_ptr, y_ptr,
+    M, N,
+    stride_ym, stride_yn,
+    HAS_BIAS: tl.constexpr,
+    GELU_TANH: tl.constexpr,
+    SPLIT_K: tl.constexpr, BLOCK: tl.constexpr,
+):
+    """``y = epilogue(sum over the SPLIT_K slices of partial[SPLIT_K, M, N])``, BLOCK elements of y
+    per program; grid (cdiv(M * N, BLOCK),). The second launch of every split-K GEMM here."""
+    offs = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+    size = M.to(tl.int64) * N
+    mask = offs < size
+    acc = tl.zeros((BLOCK,), dtype=tl.float32)
+    for s in tl.static_range(SPLIT_K):
+        acc += tl.load(partial_ptr + s * size + offs, mask=mask, other=0.0)
+    offs_m, offs_n = offs // N, offs % N
+    out = epilogue(acc, global_scale_ptr, bias_ptr, offs_n, mask, HAS_BIAS, GELU_TANH)
+    tl.store(y_ptr + offs_m * stride_ym + offs_n * stride_yn, out.to(y_ptr.dtype.element_ty), mask=mask)
