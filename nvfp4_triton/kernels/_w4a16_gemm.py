@@ -18,8 +18,9 @@ optionally, GELU (tanh approximation).
 With few rows of x the weight is a stream of bytes, and a grid of output tiles can be too small
 to keep every SM loading: there K is split into ``SPLIT_K`` slices. Each program writes fp32
 partial sums, and the last of a tile's programs to finish adds them up and applies the epilogue
-(``splitk_arrive``, ``splitk_sum``). A second launch for the sum cost 3.6-3.8 us of a 20-35 us
-GEMM on an H200 (bench/NOTES.md, v28).
+(``splitk_arrive``, ``splitk_sum``), in the same launch. On an H200 a separate sum kernel had
+cost 3.6-3.8 us of a 20-35 us GEMM in graph replays; folding it in gave about 0.7 us of that back
+there (bench/NOTES.md, v28).
 """
 
 import triton
@@ -134,10 +135,9 @@ def w4a16_gemm_kernel(
 
     With ``SPLIT_K > 1``, ``partial_ptr`` is a contiguous fp32 ``[SPLIT_K, M, N]`` for the partial
     sums and ``counter_ptr`` an int32 per output tile, all zero (``splitk_arrive``); with one slice
-    neither is read. DOT_F32 upcasts both dot operands to fp32: Triton's
-    interpreter multiplies bf16 operands wrongly, so launchers set it there and nowhere else;
-    PACKED_MUL: see ``paired_tile``. M is not specialized, so one binary serves every batch size
-    of a tuned key.
+    neither is read. DOT_F32 upcasts both dot operands to fp32: Triton's interpreter multiplies
+    bf16 operands wrongly, so launchers set it there and nowhere else. PACKED_MUL: see
+    ``paired_tile``. M is not specialized, so one binary serves every batch size of a tuned key.
     """
     pid = tl.program_id(0)
     num_m = tl.cdiv(M, BLOCK_M)
