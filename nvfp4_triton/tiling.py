@@ -36,8 +36,8 @@ _DEQUANT_TILE = {"block_n": 1, "block_k": MIN_BLOCK_K}  # TwoPassConfig and Fp8C
 @dataclass(frozen=True)
 class TileConfig:
     """Launch parameters: tile sizes (elements), L2 band height (tiles), warps, pipeline stages,
-    and the number of slices K is split into across programs (more than one adds a launch that
-    sums the slices).
+    and the number of slices K is split into across programs (the last program of each output
+    tile sums them).
 
     Tiles are powers of two; ``block_m``/``block_n`` >= 16 (the smallest ``tl.dot``) and
     ``block_k`` >= 32 (see ``MIN_BLOCK_K``). K need not be a multiple of ``block_k``.
@@ -73,8 +73,8 @@ def default_config(m: int, n: int, k: int) -> TileConfig:
 @dataclass(frozen=True)
 class GemvConfig:
     """The GEMV kernel: activation rows per pass (block_m), weight rows per program (block_n), K tile,
-    warps, and the number of slices K is split into across programs (split_k; more than one adds a
-    launch that sums the slices)."""
+    warps, and the number of slices K is split into across programs (split_k; the last program of
+    each column strip sums them)."""
 
     block_m: int = 1
     block_n: int = 32
