@@ -22,7 +22,7 @@ CONFIGS = st.sampled_from([
     TileConfig(32, 64, 128, group_m=3, num_warps=4, num_stages=2),
     TileConfig(64, 32, 32, group_m=2, num_warps=2, num_stages=2),
     TileConfig(16, 32, 64, num_warps=2, num_stages=1, split_k=4),
-    TileConfig(128, 16, 32, group_m=2, num_warps=2, num_stages=1),  # K order (tall tile), next tile by hand
+    TileConfig(128, 16, 32, group_m=2, num_warps=2, num_stages=1),  # K order (tall tile), one stage
 ])
 
 
