@@ -232,6 +232,27 @@ def test_scratch_is_one_growing_buffer_per_stream_with_a_limit(device, monkeypat
         scratch.release_scratch()
 
 
+def test_split_k_counters_are_one_zeroed_buffer_per_stream(device, monkeypatch):
+    """The counters a split launch needs zero: one buffer per stream, grown with fresh zeros, counted
+    in ``scratch_bytes()`` and untouched by the scratch limit; a traced layer gets its own."""
+    monkeypatch.setattr(scratch, "_override", scratch._override)  # restore the limit afterwards
+    scratch.release_scratch()
+    try:
+        a = scratch.tile_counters(100, device)
+        assert a.dtype == torch.int32 and a.numel() >= 100 and not a.any()
+        assert scratch.tile_counters(10, device) is a  # reused, not made per call
+        a.fill_(7)  # marks the old buffer: the grown one must be new zeros
+        b = scratch.tile_counters(1000, device)
+        assert b.numel() >= 1000 and not b.any()  # grown: new zeros
+        scratch.set_scratch_limit(0)
+        assert scratch.tile_counters(1000, device) is b and scratch.scratch_bytes() == b.numel() * 4
+        fresh = scratch.tile_counters(50, device, fresh=True)
+        assert fresh is not b and fresh.numel() == 50 and not fresh.any()
+    finally:
+        scratch.release_scratch()
+    assert scratch.scratch_bytes() == 0
+
+
 def test_scratch_limit_from_the_environment(monkeypatch):
     monkeypatch.setenv("NVFP4_TRITON_SCRATCH_MB", "1.5")
     assert scratch.scratch_limit() == int(1.5 * 2**20)
