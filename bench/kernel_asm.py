@@ -144,14 +144,18 @@ def _opcode(line: str) -> str:
 
 
 def innermost_loop(lines: list[str]) -> int:
-    """Instructions in the shortest backward branch's span: the innermost loop's body (0 if none)."""
+    """Instructions in the largest loop that holds no other loop (0 if none): the K loop. A loop is
+    a backward branch's span. (The shortest span would do for one loop nest; a split kernel's
+    last program also loops over M to sum the slices, after the K loop.)"""
     spans = []
     for line in lines:
         here = int(re.match(r"\s+/\*([0-9a-f]{4})\*/", line).group(1), 16)
         target = re.search(r"BRA\s+0x([0-9a-f]+)", line)
         if target and int(target.group(1), 16) < here:
-            spans.append((here - int(target.group(1), 16)) // 16 + 1)
-    return min(spans, default=0)
+            spans.append((int(target.group(1), 16), here))
+    innermost = [(start, end) for start, end in spans
+                 if not any((s, e) != (start, end) and start <= s and e <= end for s, e in spans)]
+    return max(((end - start) // 16 + 1 for start, end in innermost), default=0)
 
 
 def describe(kernel: str, shape: tuple[int, int, int], cfg: list[int], arch: int, dump: Path | None) -> None:

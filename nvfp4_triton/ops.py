@@ -271,7 +271,8 @@ def check_mode(activation: str | None, resident: str | None, caller: str) -> Non
 
 
 def check_activation(activation: str | None, input_scale: torch.Tensor | None, device: torch.device) -> None:
-    """Raise a ``ValueError`` / ``TypeError`` for an unknown mode or a missing / malformed ``input_scale``."""
+    """Raise a ``ValueError`` / ``TypeError`` for an unknown mode or a missing / malformed ``input_scale``,
+    and a ``RuntimeError`` for ``"fp8"`` on a GPU without FP8 tensor cores (``fp8.check_fp8_device``)."""
     if activation not in ACTIVATIONS:
         raise ValueError(f"nvfp4_linear: activation must be one of {ACTIVATIONS}, got {activation!r}")
     if activation == "fp8" and not torch.compiler.is_compiling():  # compiled: checked by the eager warm-up

@@ -75,27 +75,37 @@ def small_m_gemm(codes_ptr, scale_ptr, x_ptr, y_ptr, N, K, BN: gl.constexpr, BM:
     gl.store(y_ptr + out_m[None, :] * N + out_rows[:, None], acc)
 
 
+def report(label: str, kernel, signature: dict, constexprs: dict, warps: int, tile_elements: int) -> None:
+    """Compile a Gluon ``kernel`` for sm_90 (every pointer and integer 16-divisible) and print its
+    registers, shared memory, K-loop size per weight element of a ``tile_elements`` tile, and opcodes."""
+    source = GluonASTSource(kernel, signature=signature, constexprs=constexprs,
+                            attrs={(i,): [["tt.divisibility", 16]] for i, kind in enumerate(signature.values())
+                                   if kind != "constexpr"})
+    compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
+    lines, usage = kernel_asm.sass_of(compiled.asm["cubin"])
+    loop = kernel_asm.innermost_loop(lines)
+    registers = usage.split("REG:")[1].split()[0]
+    per_thread = tile_elements / (32 * warps)
+    print(f"{label}: {registers} registers, {compiled.metadata.shared} B shared memory, K loop {loop} "
+          f"instructions a trip = {loop / per_thread:.2f} a weight element")
+    print("  whole kernel:", collections.Counter(kernel_asm._opcode(line) for line in lines).most_common(12))
+
+
+def warp_bases(warps: int) -> list[list[int]]:
+    """Linear-layout bases of ``warps`` warps stacked along the weight's rows, 16 rows each."""
+    return [[16 * 2**i, 0] for i in range(warps.bit_length() - 1)]
+
+
 def main() -> None:
     print(f"Triton {triton.__version__}, sm_90, M = 16 (x's rows as the MMA's columns), K tile {BK.value}")
     for bn, warps in ((64, 4), (128, 8)):
-        warp_bases = [[16 * 2**i, 0] for i in range(warps.bit_length() - 1)]
-        source = GluonASTSource(
-            small_m_gemm,
-            signature={"codes_ptr": "*u8", "scale_ptr": "*fp8e4nv", "x_ptr": "*bf16", "y_ptr": "*fp32", "N": "i32",
-                       "K": "i32", "BN": "constexpr", "BM": "constexpr", "WARPS": "constexpr",
-                       "WARP_BASES": "constexpr", "WARP_BASES_3D": "constexpr"},
-            constexprs={"BN": bn, "BM": 16, "WARPS": warps, "WARP_BASES": warp_bases,
-                        "WARP_BASES_3D": [b + [0] for b in warp_bases]},
-            attrs={(i,): [["tt.divisibility", 16]] for i in range(6)})
-        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
-        lines, usage = kernel_asm.sass_of(compiled.asm["cubin"])
-        loop = kernel_asm.innermost_loop(lines)
-        registers = usage.split("REG:")[1].split()[0]
-        per_thread = bn * BK.value / (32 * warps)
-        print(f"BN {bn}, {warps} warps: {registers} registers, {compiled.metadata.shared} B shared memory, "
-              f"K loop {loop} instructions a trip = {loop / per_thread:.2f} a weight element")
-        print("  whole kernel:", collections.Counter(kernel_asm._opcode(line) for line in lines).most_common(12))
-
+        report(f"BN {bn}, {warps} warps", small_m_gemm,
+               {"codes_ptr": "*u8", "scale_ptr": "*fp8e4nv", "x_ptr": "*bf16", "y_ptr": "*fp32", "N": "i32",
+                "K": "i32", "BN": "constexpr", "BM": "constexpr", "WARPS": "constexpr",
+                "WARP_BASES": "constexpr", "WARP_BASES_3D": "constexpr"},
+               {"BN": bn, "BM": 16, "WARPS": warps, "WARP_BASES": warp_bases(warps),
+                "WARP_BASES_3D": [b + [0] for b in warp_bases(warps)]},
+               warps, bn * BK.value)
 
 if __name__ == "__main__":
     main()

@@ -16,20 +16,17 @@ NOT RUN on a GPU: correctness unchecked.
     python bench/experiments/gluon_s17/prepacked_probe.py
 """
 
-import collections
 import sys
 from pathlib import Path
 
 import triton
-from triton.backends.compiler import GPUTarget
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon._runtime import GluonASTSource
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-import kernel_asm  # noqa: E402
+from compile_probe import report, warp_bases  # noqa: E402
 
 BK = gl.constexpr(128)
 
@@ -100,25 +97,13 @@ def small_m_gemm(words_ptr, scale_ptr, x_ptr, y_ptr, N, K, BN: gl.constexpr, BM:
 def main() -> None:
     print(f"Triton {triton.__version__}, sm_90, M = 16 (x's rows as the MMA's columns), K tile {BK.value}")
     bn, warps = 64, 4
-    warp_bases = [[16 * 2**i, 0] for i in range(warps.bit_length() - 1)]
     for scaled_pairs in (False, True):
-        source = GluonASTSource(
-            small_m_gemm,
-            signature={"words_ptr": "*u32", "scale_ptr": "*u8", "x_ptr": "*bf16", "y_ptr": "*fp32", "N": "i32",
-                       "K": "i32", "BN": "constexpr", "BM": "constexpr", "WARPS": "constexpr",
-                       "WARP_BASES": "constexpr", "SCALED": "constexpr"},
-            constexprs={"BN": bn, "BM": 16, "WARPS": warps, "WARP_BASES": warp_bases, "SCALED": scaled_pairs},
-            attrs={(i,): [["tt.divisibility", 16]] for i in range(6)})
-        compiled = triton.compile(source, target=GPUTarget("cuda", 90, 32), options={"num_warps": warps})
-        lines, usage = kernel_asm.sass_of(compiled.asm["cubin"])
-        loop = kernel_asm.innermost_loop(lines)
-        registers = usage.split("REG:")[1].split()[0]
-        per_thread = bn * BK.value / (32 * warps)
-        print(f"BN {bn}, {warps} warps, scales {'applied' if scaled_pairs else 'left out'}: {registers} registers, "
-              f"{compiled.metadata.shared} B shared memory, K loop {loop} instructions a trip = "
-              f"{loop / per_thread:.2f} a weight element")
-        print("  whole kernel:", collections.Counter(kernel_asm._opcode(line) for line in lines).most_common(12))
-
+        report(f"BN {bn}, {warps} warps, scales {'applied' if scaled_pairs else 'left out'}", small_m_gemm,
+               {"words_ptr": "*u32", "scale_ptr": "*u8", "x_ptr": "*bf16", "y_ptr": "*fp32", "N": "i32", "K": "i32",
+                "BN": "constexpr", "BM": "constexpr", "WARPS": "constexpr", "WARP_BASES": "constexpr",
+                "SCALED": "constexpr"},
+               {"BN": bn, "BM": 16, "WARPS": warps, "WARP_BASES": warp_bases(warps), "SCALED": scaled_pairs},
+               warps, bn * BK.value)
 
 if __name__ == "__main__":
     main()
