@@ -19,6 +19,7 @@ allows it.
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 
 import torch
 
@@ -124,39 +125,51 @@ def planned_config(name: str) -> GemmConfig:
         raise RuntimeError(f"nvfp4_triton: no GEMM plan named {name!r} in this process") from None
 
 
-def _run(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, launch, config: GemmConfig | None,
-         x: torch.Tensor, n: int, has_bias: bool, out: torch.Tensor | None) -> torch.Tensor:
-    """Find the config (given, remembered, or tuned now), launch it and return its output.
+Runner = Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor]
+"""One GEMM made ready for one x layout: ``run(x, out)`` returns ``out`` or a new tensor, for any
+``x`` with the shape, strides, dtype and device of the x it was made for. It holds the config and
+everything derived from the shape, so that a caller that keeps it (``eager.EagerPlans``) pays
+only the launches on each call."""
 
-    ``launch(cfg, out)`` runs one config into ``out``, or into a tensor it allocates when ``out``
-    is None, and returns that. Tuning times the tuner's own candidates plus ``scratch_candidates``
-    when the scratch limit admits the ``[N, K]`` weight in ``scratch_dtype``; it writes into a
-    throw-away output.
+
+def _resolve(which: Tuner, scratch_candidates: tuple, scratch_dtype: torch.dtype, bind, config: GemmConfig | None,
+             x: torch.Tensor, n: int, has_bias: bool) -> GemmConfig:
+    """The config for x's shape: given, remembered, or tuned now.
+
+    ``bind(cfg)`` makes the runner of one config. Tuning times the tuner's own candidates plus
+    ``scratch_candidates`` when the scratch limit admits the ``[N, K]`` weight in ``scratch_dtype``;
+    it writes into a throw-away output.
     """
     m, k = x.shape
     key = tuning_key(x.device, x.dtype, m, n, k, has_bias)
     config = config or which.lookup(key)
-    if config is None:
-        probe = torch.empty((m, n), dtype=x.dtype, device=x.device)
-        reference = None
+    if config is not None:
+        return config
+    probe = torch.empty((m, n), dtype=x.dtype, device=x.device)
+    reference = None
 
-        def bench(cfg: GemmConfig) -> float:
-            nonlocal reference
-            with compile_scope():
-                if reference is None:  # the default config's output, which every candidate must agree with
-                    reference = launch(which.default(m_bucket(m), n, k), torch.empty_like(probe))
-                ms = benchmark_ms(lambda: launch(cfg, probe))
-            check_agreement(probe, reference, which.tolerance)
-            return ms
+    def bench(cfg: GemmConfig) -> float:
+        nonlocal reference
+        run = bind(cfg)
+        with compile_scope():
+            if reference is None:  # the default config's output, which every candidate must agree with
+                reference = bind(which.default(m_bucket(m), n, k))(x, torch.empty_like(probe))
+            ms = benchmark_ms(lambda: run(x, probe))
+        check_agreement(probe, reference, which.tolerance)
+        return ms
 
-        def extra() -> tuple:
-            return scratch_candidates if scratch.dense_buffer(n, k, scratch_dtype, x.device) is not None else ()
+    def extra() -> tuple:
+        return scratch_candidates if scratch.dense_buffer(n, k, scratch_dtype, x.device) is not None else ()
 
-        heuristic_only = x.device.type != "cuda" or interpreter_active()
-        # Timing streams and graphs must belong to x's device, which need not be the current one.
-        with contextlib.nullcontext() if heuristic_only else torch.cuda.device(x.device):
-            config = which.resolve(key, bench, heuristic_only, extra)
-    return launch(config, out)
+    heuristic_only = x.device.type != "cuda" or interpreter_active()
+    # Timing streams and graphs must belong to x's device, which need not be the current one.
+    with contextlib.nullcontext() if heuristic_only else torch.cuda.device(x.device):
+        return which.resolve(key, bench, heuristic_only, extra)
+
+
+def _no_rows(n: int) -> Runner:
+    """The runner for an x without rows: an empty ``[0, N]`` output."""
+    return lambda x, out: _output(x, n, out)
 
 
 def w4a16_gemm(
@@ -176,15 +189,21 @@ def w4a16_gemm(
     config. Once the shape's key is tuned this issues one launch (two for two-pass) and no host
     synchronization, so it can be captured in a CUDA graph.
     """
+    return w4a16_runner(x, packed, block_scale, global_scale, bias, config, gelu)(x, out)
+
+
+def w4a16_runner(x: torch.Tensor, packed: torch.Tensor, block_scale: torch.Tensor, global_scale: torch.Tensor,
+                 bias: torch.Tensor | None, config: GemmConfig | None = None, gelu: bool = False) -> Runner:
+    """:func:`w4a16_gemm` made ready for x's layout (see ``Runner``), its config tuned now if new."""
     n = packed.shape[0]
     if x.shape[0] == 0:
-        return _output(x, n, out)
+        return _no_rows(n)
     scale_bits = block_scale if block_scale.dtype == torch.uint8 else block_scale.view(torch.uint8)
 
-    def launch(cfg: GemmConfig, dst: torch.Tensor | None) -> torch.Tensor:
-        return _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
+    def bind(cfg: GemmConfig) -> Runner:
+        return _bind_w4a16(cfg, x, packed, scale_bits, global_scale, bias, gelu)
 
-    return _run(tuner, TWO_PASS_CANDIDATES, x.dtype, launch, config, x, n, bias is not None, out)
+    return bind(_resolve(tuner, TWO_PASS_CANDIDATES, x.dtype, bind, config, x, n, bias is not None))
 
 
 def w4a8_gemm(
@@ -205,25 +224,39 @@ def w4a8_gemm(
     ``fp8.column_scales`` of the weight, prepared once at load time. ``quantized``: x already
     quantized per token, as ``fp8.quantize_rows(x)`` returns it; else the FP8 strategy quantizes it.
     """
+    return w4a8_runner(x, packed, block_scale, global_scale, multipliers, column_scale, bias, config, gelu,
+                       quantized)(x, None)
+
+
+def w4a8_runner(x: torch.Tensor, packed: torch.Tensor, block_scale: torch.Tensor, global_scale: torch.Tensor,
+                multipliers: torch.Tensor, column_scale: torch.Tensor, bias: torch.Tensor | None,
+                config: GemmConfig | None = None, gelu: bool = False,
+                quantized: tuple[torch.Tensor, torch.Tensor] | None = None) -> Runner:
+    """:func:`w4a8_gemm` made ready for x's layout (see ``Runner``), its config tuned now if new.
+    ``quantized`` rows are bound into it: a runner kept across calls must be made without them."""
     n, k = packed.shape[0], x.shape[1]
     if x.shape[0] == 0:
-        return _output(x, n, None)
+        return _no_rows(n)
     scale_bits = block_scale if block_scale.dtype == torch.uint8 else block_scale.view(torch.uint8)
 
-    def launch(cfg: GemmConfig, dst: torch.Tensor | None) -> torch.Tensor:
-        if isinstance(cfg, Fp8Config):
-            w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device, fresh=traced(x))
-            if w8 is not None:
-                if quantized is None and k <= ONE_LAUNCH_MAX_K:
-                    rows = fp8_operands(x, w8, packed, scale_bits, multipliers, cfg)
-                else:  # fp8_gemm quantizes x if the caller did not
-                    rows = quantized
-                    dequantize_into(w8, packed, scale_bits, multipliers, cfg)
-                return fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=dst, quantized=rows)
-            cfg = default_config(x.shape[0], n, k)  # scratch capped or off since tuning
-        return _launch_w4a16(cfg, x, packed, scale_bits, global_scale, bias, dst, gelu)
+    def bind(cfg: GemmConfig) -> Runner:
+        if not isinstance(cfg, Fp8Config):
+            return _bind_w4a16(cfg, x, packed, scale_bits, global_scale, bias, gelu)
+        one_launch = quantized is None and k <= ONE_LAUNCH_MAX_K
 
-    return _run(fp8_tuner, FP8_CANDIDATES, torch.float8_e4m3fn, launch, config, x, n, bias is not None, None)
+        def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+            w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device, fresh=traced(x))
+            if w8 is None:  # scratch capped or off since tuning: the fused kernel
+                return bind(default_config(x.shape[0], n, k))(x, out)
+            if one_launch:
+                rows = fp8_operands(x, w8, packed, scale_bits, multipliers, cfg)
+            else:  # fp8_gemm quantizes x if the caller did not
+                rows = quantized
+                dequantize_into(w8, packed, scale_bits, multipliers, cfg)
+            return fp8_gemm(x, w8, column_scale, bias, gelu, cfg.fast_accum, out=out, quantized=rows)
+        return run
+
+    return bind(_resolve(fp8_tuner, FP8_CANDIDATES, torch.float8_e4m3fn, bind, config, x, n, bias is not None))
 
 
 FAST_ACCUM_MIN_M = 64
@@ -247,16 +280,28 @@ def fp8_gemm(
     applies from ``FAST_ACCUM_MIN_M`` rows on. ``quantized``: ``(fp8(x), row scale)`` made by the
     caller, as ``fp8.quantize_rows`` makes them.
     """
+    return fp8_runner(x, w8, column_scale, bias, gelu, fast_accum, quantized)(x, out)
+
+
+def fp8_runner(x: torch.Tensor, w8: torch.Tensor, column_scale: torch.Tensor, bias: torch.Tensor | None,
+               gelu: bool = False, fast_accum: bool = True,
+               quantized: tuple[torch.Tensor, torch.Tensor] | None = None) -> Runner:
+    """:func:`fp8_gemm` made ready for x's layout (see ``Runner``); ``quantized`` rows are bound into it."""
     fast_accum = fast_accum and x.shape[0] >= FAST_ACCUM_MIN_M
-    xq, row_scale = quantized if quantized is not None else quantize_rows_fp8(x)
-    if out is not None:
-        _output(x, w8.shape[0], out)
-    bias = bias if bias is None or bias.dtype == x.dtype else bias.to(x.dtype)
-    y = torch._scaled_mm(xq, w8.t(), scale_a=row_scale, scale_b=column_scale, bias=bias, out_dtype=x.dtype,
-                         use_fast_accum=fast_accum, out=out)
-    if gelu:
-        torch.ops.aten.gelu_(y, approximate="tanh")
-    return y
+    n = w8.shape[0]
+    w8_t = w8.t()
+
+    def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        xq, row_scale = quantized if quantized is not None else quantize_rows_fp8(x)
+        if out is not None:
+            _output(x, n, out)
+        b = bias if bias is None or bias.dtype == x.dtype else bias.to(x.dtype)
+        y = torch._scaled_mm(xq, w8_t, scale_a=row_scale, scale_b=column_scale, bias=b, out_dtype=x.dtype,
+                             use_fast_accum=fast_accum, out=out)
+        if gelu:
+            torch.ops.aten.gelu_(y, approximate="tanh")
+        return y
+    return run
 
 
 def dequantize_into(out: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor, factor: torch.Tensor,
@@ -271,46 +316,55 @@ def dequantize_into(out: torch.Tensor, packed: torch.Tensor, scale_bits: torch.T
                     BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, num_warps=cfg.num_warps)
 
 
-def _launch_w4a16(cfg: GemmConfig, x, packed, scale_bits, global_scale, bias, out, gelu: bool) -> torch.Tensor:
+def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor,
+                global_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool) -> Runner:
+    """The runner of one W4A16 config: two-pass, the fused kernel or the GEMV."""
     m, k = x.shape
     n = packed.shape[0]
     if isinstance(cfg, TwoPassConfig):
-        w = scratch.dense_buffer(n, k, x.dtype, x.device, fresh=traced(x))
-        if w is not None:
+        def two_pass(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+            w = scratch.dense_buffer(n, k, x.dtype, x.device, fresh=traced(x))
+            if w is None:  # scratch capped or off since tuning: the fused kernel
+                return _bind_w4a16(default_config(m, n, k), x, packed, scale_bits, global_scale, bias, gelu)(x, out)
             dequantize_into(w, packed, scale_bits, global_scale, cfg)
             return _cublas(x, w, bias, out, gelu)
-        cfg = default_config(m, n, k)  # scratch capped or off since tuning: use the fused kernel
-    y = _output(x, n, out)
+        return two_pass
     k_per_split, split = k_slices(k, cfg.block_k, cfg.split_k)
     gemv = isinstance(cfg, GemvConfig)
     tiles = cdiv(n, cfg.block_n) * (1 if gemv else cdiv(m, cfg.block_m))
-    if split == 1:
-        partial = counters = y  # not read
-    else:
-        partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
-        counters = scratch.tile_counters(tiles, x.device, fresh=traced(x))
+    grid = (tiles, split)
     epilogue = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu)
-    bias_arg = bias if bias is not None else y
     words = _int64_view(packed)  # both kernels read the codes 16 to a word
-    if gemv:
-        x_words = _int64_view(x)
-        _gemv_kernel(
-            (tiles, split), x_words, words, scale_bits, global_scale, bias_arg, y, partial, counters,
-            m, n, k, k // 16, k_per_split,
-            x_words.stride(0), y.stride(0), y.stride(1),
-            X_BF16=x.dtype == torch.bfloat16, **epilogue,
-            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps,
-        )
-    else:
-        _gemm_kernel(
-            (tiles, split), x, words, scale_bits, global_scale, bias_arg, y, partial, counters,
-            m, n, k, k_per_split,
-            x.stride(0), x.stride(1), y.stride(0), y.stride(1), **epilogue,
-            DOT_F32=interpreter_active() and x.dtype == torch.bfloat16, PACKED_MUL=not interpreter_active(),
-            BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, SPLIT_K=split,
-            num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-        )
-    return y
+
+    def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        y = _output(x, n, out)
+        if split == 1:
+            partial = counters = y  # not read
+        else:
+            partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+            counters = scratch.tile_counters(tiles, x.device, fresh=traced(x))
+        bias_arg = bias if bias is not None else y
+        if gemv:
+            x_words = _int64_view(x)
+            _gemv_kernel(
+                grid, x_words, words, scale_bits, global_scale, bias_arg, y, partial, counters,
+                m, n, k, k // 16, k_per_split,
+                x_words.stride(0), y.stride(0), y.stride(1),
+                X_BF16=x.dtype == torch.bfloat16, **epilogue,
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split,
+                num_warps=cfg.num_warps,
+            )
+        else:
+            _gemm_kernel(
+                grid, x, words, scale_bits, global_scale, bias_arg, y, partial, counters,
+                m, n, k, k_per_split,
+                x.stride(0), x.stride(1), y.stride(0), y.stride(1), **epilogue,
+                DOT_F32=interpreter_active() and x.dtype == torch.bfloat16, PACKED_MUL=not interpreter_active(),
+                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, SPLIT_K=split,
+                num_warps=cfg.num_warps, num_stages=cfg.num_stages,
+            )
+        return y
+    return run
 
 
 def k_slices(k: int, block_k: int, split_k: int) -> tuple[int, int]:

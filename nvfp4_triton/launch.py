@@ -43,18 +43,23 @@ def cdiv(a: int, b: int) -> int:
     return -(-a // b)
 
 
-def _layout(arg: object) -> object:
-    """What Triton specializes a compiled kernel on, for one runtime argument.
+def _layout(args: tuple) -> tuple:
+    """What Triton specializes a compiled kernel on, argument by argument.
 
     Tensors: dtype and 16-byte alignment. Integers: equal to 1, multiple of 16, fits in 32 bits.
-    (Finer than Triton where a parameter is not specialized; that only adds cache entries.)
+    (Finer than Triton where a parameter is not specialized; that only adds cache entries.) One
+    comprehension, no call per argument: it runs on every launch.
     """
-    if isinstance(arg, torch.Tensor):  # nn.Parameter too (a layer's bias)
-        return arg.dtype, arg.data_ptr() % 16 == 0
-    kind = type(arg)
-    if kind is int:
-        return arg == 1, arg % 16 == 0, -(2**31) <= arg < 2**31
-    return kind, arg
+    return tuple((a.dtype, not a.data_ptr() & 15) if isinstance(a, torch.Tensor)  # nn.Parameter too
+                 else (a == 1, not a % 16, -2147483648 <= a < 2147483648) if type(a) is int
+                 else (type(a), a) for a in args)
+
+
+def _hook(hook: object) -> object:
+    """A launch hook as the compiled launcher takes it: None where nothing is hooked. Triton 3.6's
+    hooks are chains, never None; an empty one would still cost a metadata dictionary and a
+    Python call per launch."""
+    return None if hook is None or getattr(hook, "calls", True) == [] else hook
 
 
 def _is_constexpr(param: inspect.Parameter) -> bool:
@@ -84,29 +89,32 @@ class Kernel:
 
     def __call__(self, grid: tuple[int, ...], *args, num_warps: int, num_stages: int | None = None,
                  **constexprs) -> None:
-        options = {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps,
-                                                                        "num_stages": num_stages}
-        if traced(args[0]):
-            wrap_triton(self.fn)[grid](*args, **constexprs, **options)
+        first = args[0]
+        if traced(first):
+            wrap_triton(self.fn)[grid](*args, **constexprs, **_options(num_warps, num_stages))
             return
-        if _INTERPRETED or args[0].device.type != "cuda":
-            self.fn[grid](*args, **constexprs, **options)
+        if _INTERPRETED or not first.is_cuda:
+            self.fn[grid](*args, **constexprs, **_options(num_warps, num_stages))
             return
-        device = args[0].device.index
+        device = first.get_device()
         if device != torch.cuda.current_device():  # Triton launches on the current device
             with torch.cuda.device(device):
                 self(grid, *args, num_warps=num_warps, num_stages=num_stages, **constexprs)
             return
-        key = (device, num_warps, num_stages, *constexprs.items(), *map(_layout, args))
+        key = (device, num_warps, num_stages, *constexprs.items(), _layout(args))
         compiled = self._compiled.get(key)
         if compiled is None:
             with compile_scope():
-                self._compiled[key] = self.fn[grid](*args, **constexprs, **options)
+                self._compiled[key] = self.fn[grid](*args, **constexprs, **_options(num_warps, num_stages))
             return
         values = (*args, *(constexprs.get(name, default) for name, default in self._constexprs))
         stream = triton.runtime.driver.active.get_current_stream(device)
         grid3 = (*grid, 1, 1)
-        hook = knobs.runtime.launch_enter_hook
-        metadata = None if hook is None else compiled.launch_metadata(grid, stream, *values)
+        enter, leave = _hook(knobs.runtime.launch_enter_hook), _hook(knobs.runtime.launch_exit_hook)
+        metadata = None if enter is None else compiled.launch_metadata(grid, stream, *values)
         compiled.run(grid3[0], grid3[1], grid3[2], stream, compiled.function, compiled.packed_metadata, metadata,
-                     hook, knobs.runtime.launch_exit_hook, *values)
+                     enter, leave, *values)
+
+
+def _options(num_warps: int, num_stages: int | None) -> dict:
+    return {"num_warps": num_warps} if num_stages is None else {"num_warps": num_warps, "num_stages": num_stages}

@@ -25,7 +25,9 @@ from torch import nn
 
 from . import fp8
 from . import format as fmt
-from .ops import ACTIVATIONS, _fp8_linear, call_fp8_op, check_no_grad, nvfp4_linear
+from .eager import EagerPlans
+from .gemm import fp8_runner, to_rows
+from .ops import ACTIVATIONS, _fp8_linear, call_fp8_op, check_no_grad, eager_runner, nvfp4_linear, shaped_runner
 from .weight import NVFP4Weight, quantize
 
 
@@ -48,6 +50,7 @@ class NVFP4Linear(nn.Module):
         gelu: bool = False,
     ) -> None:
         super().__init__()
+        self._eager = EagerPlans()
         if in_features < 1 or in_features % fmt.BLOCK_SIZE:
             raise ValueError(
                 f"NVFP4Linear: in_features must be a positive multiple of {fmt.BLOCK_SIZE}, got {in_features}"
@@ -150,6 +153,9 @@ class NVFP4Linear(nn.Module):
 
     def __setattr__(self, name: str, value) -> None:
         super().__setattr__(name, value)
+        # Any assignment may change what an eager call computes (a setting, the bias, a buffer; also
+        # _prepare_caches' own, which every device move and load runs): the kept plans go.
+        EagerPlans.forget(self)
         # A weight buffer replaced by assignment: the FP8 scales derived from it must follow now,
         # because a compiled forward reads them as buffers and never rebuilds them.
         if name in _WEIGHT_BUFFERS and self.__dict__.get("_activation") == "fp8":
@@ -183,12 +189,18 @@ class NVFP4Linear(nn.Module):
                                  (self.out_features, self.in_features))
             fp8_scales = (self.fp8_multipliers, self.fp8_column_scale)
         else:
+            if type(x) is torch.Tensor:
+                run = self._eager.get(x)
+                if run is not None:
+                    check_no_grad(x, self.bias, "nvfp4_linear")
+                    return run(x)
             weight = self.nvfp4_weight
             fp8_scales = self._fp8_scales_of(weight) if self.activation == "fp8" else None
-        if self.activation == "fp8":
-            return nvfp4_linear(x, weight, self.bias, activation="fp8", gelu=self.gelu, fp8_scales=fp8_scales)
-        return nvfp4_linear(x, weight, self.bias, activation=self.activation,
-                            input_scale=self._buffers["input_scale"], gelu=self.gelu)
+        args = dict(activation=self.activation, input_scale=self._buffers["input_scale"], gelu=self.gelu,
+                    fp8_scales=fp8_scales)
+        if EagerPlans.eligible(x):
+            return self._eager.keep(x, eager_runner(x, weight, self.bias, **args))(x)
+        return nvfp4_linear(x, weight, self.bias, **args)
 
     def extra_repr(self) -> str:
         return _describe(self, self.weight_nbytes)
@@ -282,6 +294,7 @@ class FP8Linear(nn.Module):
             raise TypeError(f"FP8Linear: weight_scale must be float32 [{weight.shape[0]}], got {weight_scale.dtype} "
                             f"{tuple(weight_scale.shape)}")
         fp8.check_fp8_device(weight.device, "FP8Linear")
+        self._eager = EagerPlans()
         self.out_features, self.in_features = weight.shape
         self.gelu = gelu
         self._views: tuple[torch.Tensor, ...] | None = None
@@ -300,6 +313,14 @@ class FP8Linear(nn.Module):
         return cls(w8, column_scale.reshape(-1), layer.bias, gelu=layer.gelu)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if EagerPlans.eligible(x):
+            run = self._eager.get(x)
+            if run is not None:
+                check_no_grad(x, self.bias, "FP8Linear")
+                return run(x)
+            _check_fp8_input(x, self)
+            runner = fp8_runner(to_rows(x), self._buffers["weight"], self._op_views()[1], self.bias, self.gelu)
+            return self._eager.keep(x, shaped_runner(runner, x, self.out_features))(x)
         _check_fp8_input(x, self)
         # Compiled: views of the buffers themselves, not the cached ones (see NVFP4Linear.forward).
         views = (self.weight.view(torch.uint8), self.weight_scale.view(1, -1)) if torch.compiler.is_compiling() \
@@ -325,6 +346,11 @@ class FP8Linear(nn.Module):
         _apply_keeping_dtypes(self, super()._apply, fn, recurse, ("weight", "weight_scale"))
         self._op_views()
         return self
+
+    def __setattr__(self, name: str, value) -> None:
+        super().__setattr__(name, value)
+        # As in NVFP4Linear; a device move replaces the weight, and _op_views then assigns new views.
+        EagerPlans.forget(self)
 
 
 def _check_fp8_input(x: torch.Tensor, layer: FP8Linear) -> None:

@@ -11,11 +11,13 @@ GPU, torch.compile traces the W4A16 and FP8 layers into its graph instead (``inl
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
 from . import fp8, inline
 from .act_quant import quantize_activation_nvfp4
-from .gemm import fp8_gemm, from_rows, to_rows, w4a8_gemm, w4a16_gemm
+from .gemm import fp8_gemm, from_rows, to_rows, w4a8_gemm, w4a8_runner, w4a16_gemm, w4a16_runner
 from .launch import interpreter_active
 from .weight import NVFP4Weight
 
@@ -175,15 +177,7 @@ def nvfp4_linear(
     Returns ``[..., out_features]`` in x's dtype. CPU tensors run through Triton's interpreter,
     which must be switched on (``TRITON_INTERPRET=1``) before ``nvfp4_triton`` is imported.
     """
-    if not isinstance(weight, NVFP4Weight):
-        raise TypeError(f"nvfp4_linear: weight must be an NVFP4Weight, got {type(weight).__name__}")
-    if weight.scale_layout != "linear":
-        raise ValueError(
-            f"nvfp4_linear: weight has scale_layout={weight.scale_layout!r}; the kernels read the 'linear' layout. "
-            "Convert once at load time with weight.with_scale_layout('linear')."
-        )
-    check_linear_args(x, weight, bias)
-    check_activation(activation, input_scale, x.device)
+    check_linear_call(x, weight, bias, activation, input_scale)
     bits = weight.scale_bits
     if activation == "nvfp4":
         return call_op(_w4a4_linear, x, weight.packed, bits, weight.global_scale, input_scale, bias, gelu)
@@ -192,6 +186,44 @@ def nvfp4_linear(
         return call_fp8_op(_w4a8_linear, x, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias,
                            gelu=gelu)
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
+
+
+def eager_runner(
+    x: torch.Tensor,
+    weight: NVFP4Weight,
+    bias: torch.Tensor | None = None,
+    *,
+    activation: str | None = None,
+    input_scale: torch.Tensor | None = None,
+    gelu: bool = False,
+    fp8_scales: tuple[torch.Tensor, torch.Tensor] | None = None,
+) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``nvfp4_linear`` with these arguments, made ready for eager calls on plain tensors laid out as x.
+
+    Checks the arguments as ``nvfp4_linear`` does and tunes x's shape if it is new; the function
+    returned takes any x of the same shape, strides, dtype and device and does only the launches
+    (``gemm.Runner``). What it leaves to its caller: refusing an x that requires grad
+    (``check_no_grad``). ``eager.EagerPlans`` keeps these per layer.
+    """
+    check_linear_call(x, weight, bias, activation, input_scale)
+    bits = weight.scale_bits
+    if activation == "nvfp4":  # emulation, for accuracy studies: its quantizer allocates per call anyway
+        return lambda x: _w4a4_linear_impl(x, weight.packed, bits, weight.global_scale, input_scale, bias, gelu)
+    rows = to_rows(x)
+    if activation == "fp8":
+        multipliers, column_scale = fp8_scales if fp8_scales is not None else fp8.weight_scales(weight)
+        run = w4a8_runner(rows, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, gelu=gelu)
+    else:
+        run = w4a16_runner(rows, weight.packed, bits, weight.global_scale, bias, gelu=gelu)
+    return shaped_runner(run, x, weight.out_features)
+
+
+def shaped_runner(run, x: torch.Tensor, n: int) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A 2-D ``gemm.Runner`` as a function of x ``[..., K]`` laid out as this x, returning ``[..., n]``."""
+    if x.dim() == 2:
+        return lambda x: run(x, None)
+    k, shape = x.shape[-1], (*x.shape[:-1], n)
+    return lambda x: run(x.reshape(-1, k), None).view(shape)
 
 
 GRAPH_QUANT_MAX_K = 4096
@@ -288,6 +320,21 @@ def check_activation(activation: str | None, input_scale: torch.Tensor | None, d
         raise TypeError(f"nvfp4_linear: input_scale must be a float32 tensor with one element, got {got}")
     if input_scale.device != device:
         raise ValueError(f"nvfp4_linear: input_scale is on {input_scale.device}, x on {device}")
+
+
+def check_linear_call(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None, activation: str | None,
+                      input_scale: torch.Tensor | None) -> None:
+    """Every check of ``nvfp4_linear``'s arguments: the weight's type and layout, then
+    ``check_linear_args`` and ``check_activation``."""
+    if not isinstance(weight, NVFP4Weight):
+        raise TypeError(f"nvfp4_linear: weight must be an NVFP4Weight, got {type(weight).__name__}")
+    if weight.scale_layout != "linear":
+        raise ValueError(
+            f"nvfp4_linear: weight has scale_layout={weight.scale_layout!r}; the kernels read the 'linear' layout. "
+            "Convert once at load time with weight.with_scale_layout('linear')."
+        )
+    check_linear_args(x, weight, bias)
+    check_activation(activation, input_scale, x.device)
 
 
 def check_no_grad(x: torch.Tensor, bias: torch.Tensor | None, caller: str) -> None:

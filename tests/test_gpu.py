@@ -460,14 +460,12 @@ def test_tuner_rejects_a_config_whose_output_is_wrong(private_cache, monkeypatch
     good, broken = TileConfig(64, 64, 64, num_warps=4), TileConfig(32, 32, 32, num_warps=2)
     monkeypatch.setenv("NVFP4_TRITON_AUTOTUNE", "1")
     monkeypatch.setattr(autotune, "candidate_configs", lambda *args: [broken, good])
-    launch = gemm._launch_w4a16
+    bind = gemm._bind_w4a16
 
-    def sabotaged(cfg, x, packed, scale_bits, global_scale, bias, out, gelu):
-        y = launch(cfg, x, packed, scale_bits, global_scale, bias, out, gelu)
-        if cfg == broken:
-            y.mul_(-1)
-        return y
-    monkeypatch.setattr(gemm, "_launch_w4a16", sabotaged)
+    def sabotaged(cfg, *args):
+        run = bind(cfg, *args)
+        return (lambda x, out: run(x, out).mul_(-1)) if cfg == broken else run
+    monkeypatch.setattr(gemm, "_bind_w4a16", sabotaged)
     caplog.set_level(logging.WARNING, "nvfp4_triton")
     n, k = 1000, 512  # a shape no other test tunes
     q = _weight(n, k, seed=11)

@@ -7,15 +7,39 @@ from nvfp4_triton.launch import _layout
 
 
 def test_layout_separates_what_triton_specializes_on():
+    def layout(arg):
+        return _layout((arg,))
+
     pool = torch.empty(64, dtype=torch.bfloat16)
     assert pool.data_ptr() % 16 == 0
-    assert _layout(pool[0:]) != _layout(pool[1:]), "16-byte aligned and 2 bytes off must not share a kernel"
-    assert _layout(pool[0:]) == _layout(pool[8:]), "both 16-byte aligned"
-    assert _layout(pool) != _layout(pool.view(torch.int16)), "dtype is part of the signature"
-    assert _layout(torch.nn.Parameter(pool, requires_grad=False)) == _layout(pool), "a bias is a Parameter"
-    assert len({_layout(v) for v in (1, 16, 17, 2**31)}) == 4, "1, multiple of 16, other, beyond 32 bits"
-    assert _layout(32) == _layout(4096)
-    assert _layout(None) != _layout(0)
+    assert layout(pool[0:]) != layout(pool[1:]), "16-byte aligned and 2 bytes off must not share a kernel"
+    assert layout(pool[0:]) == layout(pool[8:]), "both 16-byte aligned"
+    assert layout(pool) != layout(pool.view(torch.int16)), "dtype is part of the signature"
+    assert layout(torch.nn.Parameter(pool, requires_grad=False)) == layout(pool), "a bias is a Parameter"
+    assert len({layout(v) for v in (1, 16, 17, 2**31)}) == 4, "1, multiple of 16, other, beyond 32 bits"
+    assert layout(32) == layout(4096)
+    assert layout(None) != layout(0)
+    assert layout(True) != layout(1), "a flag is not an integer argument"
+    assert _layout((pool, 1)) != _layout((1, pool)), "positions are part of the signature"
+
+
+def test_empty_launch_hooks_are_passed_as_none():
+    """Triton 3.6's launch hooks are chains that are never None: an empty one must not cost a
+    metadata dictionary and a Python call per launch, and a hooked one must still be called."""
+    from triton import knobs
+
+    from nvfp4_triton.launch import _hook
+
+    chain = knobs.runtime.launch_enter_hook
+    assert _hook(None) is None
+    if hasattr(chain, "calls"):
+        assert not chain.calls and _hook(chain) is None
+        chain.add(print)
+        try:
+            assert _hook(chain) is chain
+        finally:
+            chain.remove(print)
+    assert _hook(print) is print, "a plain function set as the hook"
 
 
 def test_kernel_refuses_a_constexpr_before_a_runtime_parameter():
