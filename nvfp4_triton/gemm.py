@@ -378,8 +378,8 @@ def k_slices(k: int, block_k: int, split_k: int) -> tuple[int, int]:
 def _int64_view(t: torch.Tensor) -> torch.Tensor:
     """A 2-D tensor of 1- or 2-byte elements (rows a whole number of 8 bytes long) viewed as int64
     words, for the kernels to load several elements at a time; copied first where its strides or
-    offset do not allow that view (a column-major or offset x; codes sliced out of a larger
-    buffer, which then cost a copy of the weight every call)."""
+    offset do not allow that view (a column-major or offset x, every call; codes sliced out of a
+    larger buffer at an offset that is not a whole word, once per runner, which holds the copy)."""
     per_word = 8 // t.element_size()
     if t.stride(1) != 1 or t.stride(0) % per_word or t.storage_offset() % per_word:
         t = t.clone(memory_format=torch.contiguous_format)

@@ -188,16 +188,9 @@ def nvfp4_linear(
     return call_op(_w4a16_linear, x, weight.packed, bits, weight.global_scale, bias, gelu)
 
 
-def eager_runner(
-    x: torch.Tensor,
-    weight: NVFP4Weight,
-    bias: torch.Tensor | None = None,
-    *,
-    activation: str | None = None,
-    input_scale: torch.Tensor | None = None,
-    gelu: bool = False,
-    fp8_scales: tuple[torch.Tensor, torch.Tensor] | None = None,
-) -> Callable[[torch.Tensor], torch.Tensor]:
+def eager_runner(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None, activation: str | None,
+                 input_scale: torch.Tensor | None, gelu: bool,
+                 fp8_scales: tuple[torch.Tensor, torch.Tensor] | None) -> Callable[[torch.Tensor], torch.Tensor]:
     """``nvfp4_linear`` with these arguments, made ready for eager calls on plain tensors laid out as x.
 
     Checks the arguments as ``nvfp4_linear`` does and tunes x's shape if it is new; the function
