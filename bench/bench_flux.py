@@ -24,7 +24,9 @@ GPU, converts it layer by layer (so two copies never coexist), then measures:
 - the host time of a step (until the forward returns, before the GPU is waited for), the
   garbage collector's pauses in the timed steps (JSON: ``gc_ms_per_step``, ``gc_collections``
   per generation), the host CPU's state after them (``host_state``: cores allowed, load, mean
-  clock), and with ``--host-profile`` a cProfile table of one eager forward.
+  clock), the calling thread's CPU time, context switches and last core over the timed steps
+  (``host_thread``; "CPU ms" a step in the table), and with ``--host-profile`` a cProfile table
+  of one eager forward.
 
 Variants: bf16; w4a16 and w4a16-mixed (ModelOpt / mixed recipe, W4A16); fp8 (activation="fp8");
 fp8-resident (weights converted to FP8 at load); w4a4 (Blackwell emulation; input_scale calibrated
@@ -50,6 +52,7 @@ import gc
 import json
 import math
 import os
+import resource
 import subprocess
 import sys
 import tempfile
@@ -200,10 +203,40 @@ def host_state() -> dict:
             "cpu_mhz_mean": sum(clocks) / len(clocks) if clocks else None}
 
 
-def time_forward(fn, args: dict, runs: int, gc_pauses: GcPauses | None = None,
+class ThreadUsage:
+    """What the calling thread did inside ``with`` blocks, added up (Linux): its CPU time and
+    context switches, and the core it last ran on. Eager fp8's host time per step varied 1.6-2x
+    between processes of one machine start, every function alike (bench/RESULTS.md, session 18):
+    CPU time close to the host time means the thread ran all along, on a slow core; far below it,
+    that it waited or was preempted (involuntary switches)."""
+
+    def __init__(self) -> None:
+        self.cpu_ms, self.involuntary, self.voluntary, self.last_cpu = 0.0, 0, 0, None
+
+    def __enter__(self) -> ThreadUsage:
+        self._start = resource.getrusage(resource.RUSAGE_THREAD)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        end, start = resource.getrusage(resource.RUSAGE_THREAD), self._start
+        self.cpu_ms += (end.ru_utime + end.ru_stime - start.ru_utime - start.ru_stime) * 1e3
+        self.involuntary += end.ru_nivcsw - start.ru_nivcsw
+        self.voluntary += end.ru_nvcsw - start.ru_nvcsw
+        try:
+            with open("/proc/thread-self/stat") as stat:
+                self.last_cpu = int(stat.read().rsplit(")", 1)[1].split()[36])  # field 39: processor
+        except (OSError, IndexError, ValueError):
+            self.last_cpu = None
+
+    def row(self, steps: int) -> dict:
+        return {"cpu_ms_per_step": self.cpu_ms / steps, "involuntary_switches": self.involuntary,
+                "voluntary_switches": self.voluntary, "last_cpu": self.last_cpu}
+
+
+def time_forward(fn, args: dict, runs: int, gc_pauses: GcPauses | None = None, usage: ThreadUsage | None = None,
                  warmup: int = 3) -> tuple[float, float, float, torch.Tensor]:
-    """(median step ms, median host ms, loop ms, output); ``gc_pauses``, if given, records the
-    collector during the steps timed alone.
+    """(median step ms, median host ms, loop ms, output); ``gc_pauses`` and ``usage``, if given,
+    record the collector and the calling thread during the steps timed alone.
 
     Each step is timed alone, the GPU waited for after it, so host work before its first kernel
     (under CUDA graphs: dynamo's guards) counts in full. Host ms is the time until the forward
@@ -218,12 +251,14 @@ def time_forward(fn, args: dict, runs: int, gc_pauses: GcPauses | None = None,
         times, host = [], []
         gc_pauses = gc_pauses or GcPauses()
         gc.callbacks.append(gc_pauses)
+        usage = usage or ThreadUsage()
         for _ in range(runs):
             start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             t0 = time.perf_counter()
-            start.record()
-            out = fn(**args, return_dict=False)[0]
-            end.record()
+            with usage:  # the forward alone: waiting for the GPU below may spin the CPU
+                start.record()
+                out = fn(**args, return_dict=False)[0]
+                end.record()
             host.append((time.perf_counter() - t0) * 1e3)
             torch.cuda.synchronize()
             times.append(start.elapsed_time(end))
@@ -313,13 +348,13 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
         fns.append(fn)
         torch.cuda.reset_peak_memory_stats()
         t1 = time.perf_counter()
-        gc_pauses = GcPauses()
-        ms, host_ms, loop_ms, out = time_forward(fn, args, opts.runs, gc_pauses)
+        gc_pauses, usage = GcPauses(), ThreadUsage()
+        ms, host_ms, loop_ms, out = time_forward(fn, args, opts.runs, gc_pauses, usage)
         row = {"variant": name, "compiled": compiled, "compile_mode": opts.compile_mode if compiled else None,
                "fused_qkv": opts.fuse_qkv,
                "step_ms": ms, "host_ms": host_ms, "loop_ms": loop_ms, "build_s": build_s,
                "gc_ms_per_step": gc_pauses.ms / opts.runs, "gc_collections": gc_pauses.collections,
-               "host_state": host_state(),
+               "host_state": host_state(), "host_thread": usage.row(opts.runs),
                "warmup_and_runs_s": time.perf_counter() - t1,
                "peak_bytes": torch.cuda.max_memory_allocated(), "weight_bytes": weight_bytes(model),
                "graph_breaks": sum(torch._dynamo.utils.counters["graph_break"].values()) if compiled else 0,
@@ -426,15 +461,17 @@ def main() -> int:
 
 def report(rows: list[dict]) -> None:
     base = {r["compiled"]: r["step_ms"] for r in rows if r["variant"] == "bf16"}
-    print(f"{'variant':14} {'mode':15} {'step ms':>8} {'vs bf16':>8} {'loop ms':>8} {'host ms':>8} {'GPU-busy ms':>11} "
-          f"{'idle ms':>8} {'weights GiB':>12} {'peak GiB':>9} {'rel L2':>7} {'cosine':>7} {'breaks':>6}")
+    print(f"{'variant':14} {'mode':15} {'step ms':>8} {'vs bf16':>8} {'loop ms':>8} {'host ms':>8} {'CPU ms':>7} "
+          f"{'GPU-busy ms':>11} {'idle ms':>8} {'weights GiB':>12} {'peak GiB':>9} {'rel L2':>7} {'cosine':>7} "
+          f"{'breaks':>6}")
     for r in rows:
         speed = f"{base[r['compiled']] / r['step_ms']:8.3f}" if r["compiled"] in base else f"{'':8}"
         busy = sum(r["cuda_ms_split"].values()) if "cuda_ms_split" in r else float("nan")
         idle = r["idle"]["idle_ms"] if "idle" in r else float("nan")
         mode = (r.get("compile_mode") or "compile") if r["compiled"] else "eager"
+        cpu = r.get("host_thread", {}).get("cpu_ms_per_step", float("nan"))  # rows of earlier sessions lack it
         print(f"{r['variant']:14} {mode:15} {r['step_ms']:8.1f} {speed} {r.get('loop_ms', float('nan')):8.1f} "
-              f"{r['host_ms']:8.1f} {busy:11.1f} {idle:8.1f} "
+              f"{r['host_ms']:8.1f} {cpu:7.1f} {busy:11.1f} {idle:8.1f} "
               f"{r['weight_bytes'] / 2**30:12.2f} {r['peak_bytes'] / 2**30:9.2f} "
               f"{r.get('rel_l2_vs_bf16', float('nan')):7.4f} {r.get('cosine_vs_bf16', float('nan')):7.4f} "
               f"{r['graph_breaks']:6}")
