@@ -247,7 +247,8 @@ def w4a8_runner(x: torch.Tensor, packed: torch.Tensor, block_scale: torch.Tensor
         def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
             w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device, fresh=traced(x))
             if w8 is None:  # scratch capped or off since tuning: the fused kernel
-                return bind(default_config(x.shape[0], n, k))(x, out)
+                fused = default_config(x.shape[0], n, k)
+                return _bind_w4a16(fused, x, packed, scale_bits, global_scale, bias, gelu)(x, out)
             if one_launch:
                 rows = fp8_operands(x, w8, packed, scale_bits, multipliers, cfg)
             else:  # fp8_gemm quantizes x if the caller did not

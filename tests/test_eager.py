@@ -126,3 +126,30 @@ def test_fp8_resident_layer_keeps_plans_that_follow_its_bias(device):
         assert torch.equal(layer(x), reference(x)) and not torch.equal(layer(x), first)
     with pytest.raises(RuntimeError, match="requires grad"):
         layer(x.clone().requires_grad_())
+
+
+def test_making_a_runner_leaves_no_reference_cycles(device):
+    """``nvfp4_linear`` and the tuner make a runner on every call: a reference cycle in one would be
+    garbage for the collector each time, and a process's full collections paused eager FLUX steps
+    for about 40 ms (bench/RESULTS.md, session 18)."""
+    import gc
+
+    from nvfp4_triton import Fp8Config, GemvConfig, TileConfig, TwoPassConfig, fp8, gemm
+
+    q = _layer(10).nvfp4_weight.to(device)
+    x = torch.randn(5, 96, dtype=torch.bfloat16, device=device)
+    multipliers, column_scale = fp8.weight_scales(q)
+    w8 = fp8.dequantize_to_fp8(q.packed, q.block_scale, multipliers)
+    makers = [lambda cfg=cfg: gemm.w4a16_runner(x, q.packed, q.block_scale, q.global_scale, None, cfg)
+              for cfg in (TileConfig(16, 32, 32, split_k=2), GemvConfig(1, 16, 32), TwoPassConfig())]
+    makers.append(lambda: gemm.w4a8_runner(x, q.packed, q.block_scale, q.global_scale, multipliers, column_scale,
+                                           None, Fp8Config()))
+    makers.append(lambda: gemm.fp8_runner(x, w8, column_scale, None))
+    gc.collect()
+    gc.disable()
+    try:
+        for make in makers:
+            make()
+        assert gc.collect() == 0
+    finally:
+        gc.enable()
