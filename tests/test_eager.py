@@ -153,3 +153,29 @@ def test_making_a_runner_leaves_no_reference_cycles(device):
         assert gc.collect() == 0
     finally:
         gc.enable()
+
+
+@pytest.mark.parametrize("activation", [None, "fp8"])
+def test_a_kept_plan_follows_the_scratch_limit_at_once(device, monkeypatch, activation):
+    """A layer that ran two-pass keeps no scratch buffer of its own: after ``set_scratch_limit(0)``
+    its next call frees nothing more, holds nothing, and runs the fused kernel (exact weights)."""
+    from nvfp4_triton import Fp8Config, TwoPassConfig, gemm, scratch
+
+    monkeypatch.setattr(scratch, "_override", scratch._override)  # restore the limit afterwards
+    which = gemm.fp8_tuner if activation else gemm.tuner
+    monkeypatch.setattr(which, "lookup", lambda key: Fp8Config() if activation else TwoPassConfig())
+    layer = _layer(11).to(device)
+    layer.activation = activation
+    x = torch.randn(6, 96, dtype=torch.bfloat16, device=device)
+    scratch.release_scratch()
+    try:
+        with torch.no_grad():
+            layer(x)
+            assert scratch.scratch_bytes() > 0
+            scratch.set_scratch_limit(0)
+            assert scratch.scratch_bytes() == 0
+            y = layer(x)
+        assert scratch.scratch_bytes() == 0
+        assert_matches_reference(y, x, layer.nvfp4_weight, layer.bias)  # the fused kernel, not FP8
+    finally:
+        scratch.release_scratch()
