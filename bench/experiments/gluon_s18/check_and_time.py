@@ -1,12 +1,13 @@
-"""Session 18, for the GPU: ``registers_gemm`` checked against float64, then timed against cuBLAS BF16
-and the library at issue #5's small-M points.
+"""Session 18, for the GPU: ``registers_gemm`` and ``kperm_gemm`` checked against float64, then timed
+against cuBLAS BF16 and the library at issue #5's small-M points.
 
 For each weight of issue #5's small-M table (random, quantized with ModelOpt's recipe) and M in
 1, 2, 4, 8, 16: the relative L2 error against ``x @ dequant(W)^T`` in float64 (it must sit at
 bf16 rounding, about 2e-3, like the library's), then GPU time by ``autotune.benchmark_ms`` (CUDA
 graph replays, L2 flushed before each, medians) of ``F.linear`` on the dequantized BF16 weight,
-the library's ``w4a16_gemm`` (tuned now if new) and ``registers_gemm`` in each config. No split K:
-the ``[3072, 12288]`` weight gives only 48-24 programs and is expected to lose there.
+the library's ``w4a16_gemm`` (tuned now if new) and both kernels in each config. No split K: the
+``[3072, 12288]`` weight gives only 48-12 programs and is expected to lose there. GB/s counts
+NVFP4's bytes as the checkpoint stores them (0.5625 a weight element).
 
     PYTHONPATH=. python3 bench/experiments/gluon_s18/check_and_time.py [--json OUT]
 """
@@ -25,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from nvfp4_triton import quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms  # noqa: E402
 from nvfp4_triton.gemm import w4a16_gemm  # noqa: E402
+from kperm_gemm import kperm_gemm, prepack_nibbles  # noqa: E402
 from registers_gemm import prepack, registers_gemm  # noqa: E402
 
 WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
@@ -41,6 +43,9 @@ def main() -> None:
         torch.manual_seed(n + k)
         q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
         words, scales = prepack(q.packed, q.block_scale)
+        nibbles = prepack_nibbles(q.packed)
+        kernels = {"registers": lambda x, bn, w: registers_gemm(x, words, scales, q.global_scale, None, bn, w),
+                   "kperm": lambda x, bn, w: kperm_gemm(x, nibbles, q.block_scale, q.global_scale, None, bn, w)}
         dense = q.dequantize(torch.bfloat16)
         exact = q.dequantize(torch.float64)
         for m in (1, 2, 4, 8, 16):
@@ -49,17 +54,18 @@ def main() -> None:
             row = {"m": m, "n": n, "k": k, "cublas_us": 1e3 * benchmark_ms(lambda: F.linear(x, dense)),
                    "library_us": 1e3 * benchmark_ms(lambda: w4a16_gemm(x, q.packed, q.block_scale, q.global_scale,
                                                                        None))}
-            for bn, warps in CONFIGS:
-                y = registers_gemm(x, words, scales, q.global_scale, None, bn, warps)
-                err = float((y.double() - ref).norm() / ref.norm())
-                us = 1e3 * benchmark_ms(lambda: registers_gemm(x, words, scales, q.global_scale, None, bn, warps))
-                row[f"bn{bn}w{warps}"] = {"us": us, "rel_err": err}
+            for name, kernel in kernels.items():
+                for bn, warps in CONFIGS:
+                    y = kernel(x, bn, warps)
+                    err = float((y.double() - ref).norm() / ref.norm())
+                    us = 1e3 * benchmark_ms(lambda: kernel(x, bn, warps))
+                    row[f"{name} bn{bn}w{warps}"] = {"us": us, "rel_err": err}
             rows.append(row)
             best = min((v["us"], key) for key, v in row.items() if isinstance(v, dict))
-            gbps = (n * k * 0.625) / (best[0] * 1e-6) / 1e9
+            gbps = (n * k * 0.5625) / (best[0] * 1e-6) / 1e9
             errs = ", ".join(f"{key} {v['rel_err']:.1e}" for key, v in row.items() if isinstance(v, dict))
             print(f"({m:2}, {n:5}, {k:5}) cuBLAS {row['cublas_us']:6.1f} us, library {row['library_us']:6.1f} "
-                  f"({row['cublas_us'] / row['library_us']:.2f}x), registers best {best[0]:6.1f} {best[1]} "
+                  f"({row['cublas_us'] / row['library_us']:.2f}x), best {best[0]:6.1f} {best[1]} "
                   f"({row['cublas_us'] / best[0]:.2f}x, {gbps:5.0f} GB/s); errors {errs}", flush=True)
     if out:
         out.write_text(json.dumps(rows, indent=2))

@@ -1,0 +1,163 @@
+"""Session 18: ``registers_gemm`` with K permuted inside each 128-wide tile, so that every operand
+is read in its natural order (Gluon, mma.sync; for the GPU).
+
+A GEMM's sum over K does not care in which order the MMA meets the K indices, as long as both
+operands use the same one. Here the thread with ``lane % 4 == t`` gets K indices ``32t .. 32t + 31``
+of every tile for its MMA k-slots (``2t, 2t + 1, 2t + 8, 2t + 9`` of each of 8 k16 steps: step
+``2w + a``, half ``b``, element ``s`` is K ``32t + 8w + 4a + 2b + s``). So:
+
+- the codes stay ModelOpt's words, one 16-byte load a row; the only re-layout is a nibble order
+  inside each 32-bit word (``prepack_nibbles``: elements 0, 2, 4, 6, 1, 3, 5, 7), which makes
+  nibbles i and i + 4 a pair of neighbouring elements for the library's pair decode;
+- the block scales stay E4M3, untouched: a thread meets two blocks a row and tile (``2t``, ``2t +
+  1``), one 16-bit load, one ``cvt.rn.f16x2.e4m3x2``, then a bf16 pattern worth ``e4m3 * 2**119``
+  (the pair decode's ``2**-126`` then leaves ``2**-7``, as in ``registers_gemm``);
+- x is read as it is, 32 neighbouring elements a row and tile, in 16-byte loads (``registers_gemm``
+  loads 4 bytes at a time).
+
+The codes' and x's tiles reach mma.sync's A and B layouts by reshape and permute with nothing
+moved (``assert_trivial``). ``python kperm_gemm.py`` compiles it for sm_90 on the CPU machine;
+``check_prepack.py`` replays its permutations; ``check_and_time.py`` runs it on the GPU. NOT RUN
+on a GPU in session 18.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+import triton
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import mma_v2
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gluon_s17"))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from registers_gemm import BK, _pair_bits, _scaled, layout_bases  # noqa: E402
+
+NIBBLE_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
+"""Element of a word's 8 held at each nibble position: nibbles i and i + 4 hold elements 2i, 2i + 1."""
+
+
+def prepack_nibbles(packed: torch.Tensor) -> torch.Tensor:
+    """ModelOpt's codes (uint8 ``[N, K/2]``, element ``2i`` in the low nibble) -> int32 words ``[N, K/8]``
+    with each word's nibbles in ``NIBBLE_ORDER``; words stay where they were."""
+    n, half_k = packed.shape
+    if (2 * half_k) % BK:
+        raise ValueError(f"prepack_nibbles: K must be a multiple of {BK}, got {2 * half_k}")
+    codes = torch.stack((packed & 0xF, packed >> 4), dim=-1).reshape(n, half_k // 4, 8).to(torch.int64)
+    order = torch.tensor(NIBBLE_ORDER, device=packed.device)
+    shifts = 4 * torch.arange(8, device=packed.device)
+    words = (codes[:, :, order] << shifts).sum(-1)
+    return torch.where(words >= 2**31, words - 2**32, words).to(torch.int32)
+
+
+@gluon.jit
+def _e4m3_pair_to_bf16(two):
+    """16-bit pairs of E4M3 scales (uint32, low half used) -> bf16x2 patterns worth ``e4m3 * 2**119``.
+
+    ``cvt.rn.f16x2.e4m3x2`` is exact (every E4M3 value is a normal fp16); the fp16 patterns'
+    exponents are then moved to bf16's field and rebiased by 127 - 15 + 119 = 231 (the largest,
+    448's, lands at 254). The scales are non-negative, so no sign is carried."""
+    f16 = gl.inline_asm_elementwise("{ .reg .b16 lo; cvt.u16.u32 lo, $1; cvt.rn.f16x2.e4m3x2 $0, lo; }",
+                                    "=r,r", [two], dtype=gl.uint32, is_pure=True, pack=1)
+    return ((f16 >> 3) & 0x0FFF0FFF) + 0x73807380
+
+
+@gluon.jit
+def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, stride_xm,
+                      HAS_BIAS: gl.constexpr, BN: gl.constexpr, BM: gl.constexpr, WARPS: gl.constexpr,
+                      WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr, X_WARP_BASES: gl.constexpr):
+    """One program: BN weight rows (16 a warp and repetition) against all of x's rows (BM = 16 >= M)."""
+    BK: gl.constexpr = 128
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
+    b_layout: gl.constexpr = gl.DotOperandLayout(operand_index=1, parent=mma, k_width=2)
+    # words [BN, 4 (t), 4 (w)]: the thread (g, t) holds words 4t .. 4t + 3 of rows g and g + 8.
+    word_layout: gl.constexpr = gl.DistributedLinearLayout(
+        reg_bases=WORD_REGS, lane_bases=[[0, 1, 0], [0, 2, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
+        warp_bases=WARP_BASES, block_bases=[], shape=[BN, 4, 4])
+    scale_layout: gl.constexpr = gl.SliceLayout(2, word_layout)  # [BN, 4 (t)]
+    # x [BM, 128] as it is: the thread (g, t) holds K 32t .. 32t + 31 of x's rows g and g + 8.
+    x_layout: gl.constexpr = gl.DistributedLinearLayout(
+        reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [0, 16], [8, 0]],
+        lane_bases=[[0, 32], [0, 64], [1, 0], [2, 0], [4, 0]],
+        warp_bases=X_WARP_BASES, block_bases=[], shape=[BM, BK])
+    n0 = gl.program_id(0) * BN
+    rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, scale_layout))
+    ts = gl.arange(0, 4, layout=gl.SliceLayout(0, scale_layout))
+    ws = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(1, word_layout)))
+    word_ptrs = words_ptr + (rows[:, None] * (K // 8) + 4 * ts[None, :])[:, :, None] + ws[None, None, :]
+    scale_ptrs = scale_ptr.to(gl.pointer_type(gl.uint16)) + rows[:, None] * (K // 32) + ts[None, :]
+    x_m = gl.arange(0, BM, layout=gl.SliceLayout(1, x_layout))
+    x_k = gl.arange(0, BK, layout=gl.SliceLayout(0, x_layout))
+    x_ptrs = x_ptr + x_m[:, None] * stride_xm + x_k[None, :]
+    x_mask = (x_m < M)[:, None]
+    first_block = (ws < 2)[None, None, :]
+    acc = gl.zeros([BN, BM], gl.float32, layout=mma)
+    for k0 in range(0, K, BK):
+        words = gl.load(word_ptrs + k0 // 8)
+        two = _e4m3_pair_to_bf16(gl.load(scale_ptrs + k0 // 32).to(gl.uint32))  # blocks 2t (low), 2t + 1
+        scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
+                          ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
+        pairs = gl.join(gl.join(_scaled(_pair_bits(words, 0), scale2), _scaled(_pair_bits(words, 1), scale2)),
+                        gl.join(_scaled(_pair_bits(words, 2), scale2), _scaled(_pair_bits(words, 3), scale2)))
+        # pairs [n, t, w, b, a]: K 32t + 8w + 4a + 2b and the next
+        low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+        high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+        w = gl.permute(gl.join(low, high), [0, 2, 4, 3, 1, 5])  # [n, w, a, b, t, s]: slot 32w + 16a + 8b + 2t + s
+        w = gl.convert_layout(gl.reshape(w, [BN, BK]), a_layout, assert_trivial=True)
+        x = gl.load(x_ptrs + k0, mask=x_mask, other=0.0)
+        x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 3, 4, 1, 5, 0])  # [w, a, b, t, s, m]
+        x = gl.convert_layout(gl.reshape(x, [BK, BM]), b_layout, assert_trivial=True)
+        acc = mma_v2(w, x, acc)
+    out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
+    out_m = gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
+    acc = acc * (gl.load(global_scale_ptr) * 128.0)
+    if HAS_BIAS:
+        acc = acc + gl.load(bias_ptr + out_rows).to(gl.float32)[:, None]
+    gl.store(y_ptr + out_m[None, :] * N + out_rows[:, None], acc.to(y_ptr.dtype.element_ty),
+             mask=(out_m < M)[None, :])
+
+
+def layout_constexprs(bn: int, warps: int) -> dict:
+    """The kernel's layout bases for ``bn`` rows and ``warps`` warps: ``registers_gemm.layout_bases``
+    in 3-D (words ``[BN, t, w]``; a thread's 4 words as registers), and x's warps, which all hold
+    the same x."""
+    regs, warp_bases = layout_bases(bn, warps)
+    rows = tuple((r, 0, 0) for r, c in regs if c == 0)  # rows g + 8 and the repetitions
+    return {"WORD_REGS": ((0, 0, 1), (0, 0, 2), *rows), "WARP_BASES": tuple((r, 0, 0) for r, _ in warp_bases),
+            "X_WARP_BASES": tuple((0, 0) for _ in warp_bases)}
+
+
+def kperm_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, global_scale: torch.Tensor,
+               bias: torch.Tensor | None, bn: int = 64, warps: int = 4) -> torch.Tensor:
+    """Launch on ``prepack_nibbles`` words and the checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16."""
+    m, k = x.shape
+    n = words.shape[0]
+    if m > 16 or n % bn or k % BK or x.stride(1) != 1:
+        raise ValueError(f"kperm_gemm: needs M <= 16, N % {bn} == 0, K % {BK} == 0 and unit K stride")
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    kperm_gemm_kernel[(n // bn,)](words.view(torch.uint32), block_scale.view(torch.uint8), x, global_scale,
+                                  bias if bias is not None else y, y, m, n, k, x.stride(0),
+                                  HAS_BIAS=bias is not None, BN=bn, BM=16, WARPS=warps,
+                                  **layout_constexprs(bn, warps), num_warps=warps)
+    return y
+
+
+def main() -> None:
+    from compile_probe import report
+
+    print(f"Triton {triton.__version__}, sm_90, M <= 16 (x's rows as the MMA's columns), K tile {BK}, K permuted")
+    signature = {"words_ptr": "*u32", "scale_ptr": "*u8", "x_ptr": "*bf16", "global_scale_ptr": "*fp32",
+                 "bias_ptr": "*bf16", "y_ptr": "*bf16", "M": "i32", "N": "i32", "K": "i32", "stride_xm": "i32",
+                 "HAS_BIAS": "constexpr", "BN": "constexpr", "BM": "constexpr", "WARPS": "constexpr",
+                 "WORD_REGS": "constexpr", "WARP_BASES": "constexpr", "X_WARP_BASES": "constexpr"}
+    for bn, warps in ((64, 4), (128, 4), (128, 8), (256, 8)):
+        report(f"BN {bn}, {warps} warps", kperm_gemm_kernel, signature,
+               {"HAS_BIAS": True, "BN": bn, "BM": 16, "WARPS": warps, **layout_constexprs(bn, warps)},
+               warps, bn * BK)
+
+
+if __name__ == "__main__":
+    main()
