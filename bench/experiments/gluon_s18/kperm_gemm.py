@@ -25,7 +25,6 @@ import sys
 from pathlib import Path
 
 import torch
-import triton
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import mma_v2
@@ -33,7 +32,8 @@ from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gluon_s17"))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from registers_gemm import BK, _pair_bits, _scaled, layout_bases  # noqa: E402
+from prepacked_probe import pair_bits, scaled  # noqa: E402
+from registers_gemm import BK, check_shapes, layout_bases, report_configs, store_output  # noqa: E402
 
 NIBBLE_ORDER = (0, 2, 4, 6, 1, 3, 5, 7)
 """Element of a word's 8 held at each nibble position: nibbles i and i + 4 hold elements 2i, 2i + 1."""
@@ -100,8 +100,8 @@ def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
         two = _e4m3_pair_to_bf16(gl.load(scale_ptrs + k0 // 32).to(gl.uint32))  # blocks 2t (low), 2t + 1
         scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
                           ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
-        pairs = gl.join(gl.join(_scaled(_pair_bits(words, 0), scale2), _scaled(_pair_bits(words, 1), scale2)),
-                        gl.join(_scaled(_pair_bits(words, 2), scale2), _scaled(_pair_bits(words, 3), scale2)))
+        pairs = gl.join(gl.join(scaled(pair_bits(words, 0), scale2, True), scaled(pair_bits(words, 1), scale2, True)),
+                        gl.join(scaled(pair_bits(words, 2), scale2, True), scaled(pair_bits(words, 3), scale2, True)))
         # pairs [n, t, w, b, a]: K 32t + 8w + 4a + 2b and the next
         low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
         high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
@@ -111,13 +111,7 @@ def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
         x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 3, 4, 1, 5, 0])  # [w, a, b, t, s, m]
         x = gl.convert_layout(gl.reshape(x, [BK, BM]), b_layout, assert_trivial=True)
         acc = mma_v2(w, x, acc)
-    out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
-    out_m = gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
-    acc = acc * (gl.load(global_scale_ptr) * 128.0)
-    if HAS_BIAS:
-        acc = acc + gl.load(bias_ptr + out_rows).to(gl.float32)[:, None]
-    gl.store(y_ptr + out_m[None, :] * N + out_rows[:, None], acc.to(y_ptr.dtype.element_ty),
-             mask=(out_m < M)[None, :])
+    store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma)
 
 
 def layout_constexprs(bn: int, warps: int) -> dict:
@@ -135,8 +129,7 @@ def kperm_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, 
     """Launch on ``prepack_nibbles`` words and the checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16."""
     m, k = x.shape
     n = words.shape[0]
-    if m > 16 or n % bn or k % BK or x.stride(1) != 1:
-        raise ValueError(f"kperm_gemm: needs M <= 16, N % {bn} == 0, K % {BK} == 0 and unit K stride")
+    check_shapes("kperm_gemm", x, n, bn)
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     kperm_gemm_kernel[(n // bn,)](words.view(torch.uint32), block_scale.view(torch.uint8), x, global_scale,
                                   bias if bias is not None else y, y, m, n, k, x.stride(0),
@@ -146,17 +139,7 @@ def kperm_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, 
 
 
 def main() -> None:
-    from compile_probe import report
-
-    print(f"Triton {triton.__version__}, sm_90, M <= 16 (x's rows as the MMA's columns), K tile {BK}, K permuted")
-    signature = {"words_ptr": "*u32", "scale_ptr": "*u8", "x_ptr": "*bf16", "global_scale_ptr": "*fp32",
-                 "bias_ptr": "*bf16", "y_ptr": "*bf16", "M": "i32", "N": "i32", "K": "i32", "stride_xm": "i32",
-                 "HAS_BIAS": "constexpr", "BN": "constexpr", "BM": "constexpr", "WARPS": "constexpr",
-                 "WORD_REGS": "constexpr", "WARP_BASES": "constexpr", "X_WARP_BASES": "constexpr"}
-    for bn, warps in ((64, 4), (128, 4), (128, 8), (256, 8)):
-        report(f"BN {bn}, {warps} warps", kperm_gemm_kernel, signature,
-               {"HAS_BIAS": True, "BN": bn, "BM": 16, "WARPS": warps, **layout_constexprs(bn, warps)},
-               warps, bn * BK)
+    report_configs("K permuted", kperm_gemm_kernel, {"words_ptr": "*u32", "scale_ptr": "*u8"}, layout_constexprs)
 
 
 if __name__ == "__main__":

@@ -34,6 +34,8 @@ from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gluon_s17"))
 
+from prepacked_probe import pair_bits, scaled  # noqa: E402  (the library's pair decode; a fma.rn.bf16x2)
+
 BK = 128  # K per trip: 8 scale blocks
 
 
@@ -58,21 +60,17 @@ def prepack(packed: torch.Tensor, block_scale: torch.Tensor) -> tuple[torch.Tens
 
 
 @gluon.jit
-def _pair_bits(word, i: gl.constexpr):
-    """Nibbles i and i + 4 of each word -> a bf16x2 pattern worth e2m1 * 2**-126 each (the library's decode)."""
-    MAGNITUDE: gl.constexpr = (0x7 << 6) * 0x10001
-    if 4 * i >= 6:
-        magnitude = (word >> (4 * i - 6)) & MAGNITUDE
-    else:
-        magnitude = (word << (6 - 4 * i)) & MAGNITUDE
-    return ((word << (12 - 4 * i)) & 0x80008000) | magnitude
-
-
-@gluon.jit
-def _scaled(pairs, scale2):
-    """bf16x2 ``pairs * scale2``, exact here (at most 6 significant bits a product)."""
-    return gl.inline_asm_elementwise("{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.bf16x2 $0, $1, $2, z; }",
-                                     "=r,r,r", [pairs, scale2], dtype=gl.uint32, is_pure=True, pack=1)
+def store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS: gl.constexpr, BN: gl.constexpr,
+                 BM: gl.constexpr, mma: gl.constexpr):
+    """``y[m, n0 + r] = acc[r, m] * 2**7 * global_scale (+ bias)`` for m < M: the pairs' products
+    are worth ``e2m1 * e4m3 * 2**-7``."""
+    out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
+    out_m = gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
+    acc = acc * (gl.load(global_scale_ptr) * 128.0)
+    if HAS_BIAS:
+        acc = acc + gl.load(bias_ptr + out_rows).to(gl.float32)[:, None]
+    gl.store(y_ptr + out_m[None, :] * N + out_rows[:, None], acc.to(y_ptr.dtype.element_ty),
+             mask=(out_m < M)[None, :])
 
 
 @gluon.jit
@@ -101,8 +99,8 @@ def registers_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_pt
         two = gl.load(scale_ptrs + k0 // 32)  # blocks 2j (low half) and 2j + 1 (high half)
         even = (two & 0xFFFF) | (two << 16)
         odd = (two >> 16) | (two & 0xFFFF0000)
-        pairs = gl.join(gl.join(_scaled(_pair_bits(words, 0), even), _scaled(_pair_bits(words, 2), odd)),
-                        gl.join(_scaled(_pair_bits(words, 1), even), _scaled(_pair_bits(words, 3), odd)))
+        pairs = gl.join(gl.join(scaled(pair_bits(words, 0), even, True), scaled(pair_bits(words, 2), odd, True)),
+                        gl.join(scaled(pair_bits(words, 1), even, True), scaled(pair_bits(words, 3), odd, True)))
         # pairs [n, 4q + j, t, h]: elements 32j + 16t + 8h + 2q and the next
         low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
         high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
@@ -111,13 +109,7 @@ def registers_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_pt
         w = gl.convert_layout(gl.reshape(w, [BN, BK]), a_layout, assert_trivial=True)
         x = gl.load(x_ptr + x_m[None, :] * stride_xm + k0 + x_k[:, None], mask=x_mask, other=0.0)
         acc = mma_v2(w, x, acc)
-    out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
-    out_m = gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
-    acc = acc * (gl.load(global_scale_ptr) * 128.0)
-    if HAS_BIAS:
-        acc = acc + gl.load(bias_ptr + out_rows).to(gl.float32)[:, None]
-    gl.store(y_ptr + out_m[None, :] * N + out_rows[:, None], acc.to(y_ptr.dtype.element_ty),
-             mask=(out_m < M)[None, :])
+    store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma)
 
 
 def layout_bases(bn: int, warps: int) -> tuple[tuple, tuple]:
@@ -133,34 +125,52 @@ def layout_bases(bn: int, warps: int) -> tuple[tuple, tuple]:
     return tuple(regs), warp_bases
 
 
+def check_shapes(caller: str, x: torch.Tensor, n: int, bn: int) -> None:
+    """What both kernels' launchers need: M <= 16, N a multiple of ``bn``, K of 128, unit K stride."""
+    m, k = x.shape
+    if m > 16 or n % bn or k % BK or x.stride(1) != 1:
+        raise ValueError(f"{caller}: needs M <= 16, N % {bn} == 0, K % {BK} == 0 and unit K stride")
+
+
 def registers_gemm(x: torch.Tensor, words: torch.Tensor, scales: torch.Tensor, global_scale: torch.Tensor,
                    bias: torch.Tensor | None, bn: int = 64, warps: int = 4) -> torch.Tensor:
     """Launch on prepacked operands (``prepack``); x ``[M, K]`` bf16 with M <= 16, N a multiple of ``bn``."""
     m, k = x.shape
     n = words.shape[0]
-    if m > 16 or n % bn or k % BK or x.stride(1) != 1:
-        raise ValueError(f"registers_gemm: needs M <= 16, N % {bn} == 0, K % {BK} == 0 and unit K stride")
+    check_shapes("registers_gemm", x, n, bn)
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     regs, warp_bases = layout_bases(bn, warps)
-    registers_gemm_kernel[(n // bn,)](words.view(torch.uint32), scales, x, global_scale, bias if bias is not None else y, y, m, n, k,
-                                      x.stride(0), HAS_BIAS=bias is not None, BN=bn, BM=16, WARPS=warps,
-                                      WORD_REGS=regs, WARP_BASES=warp_bases, num_warps=warps)
+    registers_gemm_kernel[(n // bn,)](words.view(torch.uint32), scales, x, global_scale,
+                                      bias if bias is not None else y, y, m, n, k, x.stride(0),
+                                      HAS_BIAS=bias is not None, BN=bn, BM=16, WARPS=warps, WORD_REGS=regs,
+                                      WARP_BASES=warp_bases, num_warps=warps)
     return y
 
 
-def main() -> None:
+CONFIGS = ((64, 4), (128, 4), (128, 8), (256, 8))
+"""(BN, warps) compiled and timed: 16 and 32 weight rows a warp."""
+
+
+def report_configs(label: str, kernel, pointers: dict, layouts) -> None:
+    """Compile ``kernel`` for sm_90 in every config and print its size (``gluon_s17.compile_probe.report``).
+    ``pointers``: the types of the weight's two pointers; ``layouts(bn, warps)``: its layout constexprs."""
     from compile_probe import report
 
-    print(f"Triton {triton.__version__}, sm_90, M <= 16 (x's rows as the MMA's columns), K tile {BK}")
-    signature = {"words_ptr": "*u32", "scale_ptr": "*bf16", "x_ptr": "*bf16", "global_scale_ptr": "*fp32",
-                 "bias_ptr": "*bf16", "y_ptr": "*bf16", "M": "i32", "N": "i32", "K": "i32", "stride_xm": "i32",
-                 "HAS_BIAS": "constexpr", "BN": "constexpr", "BM": "constexpr", "WARPS": "constexpr",
-                 "WORD_REGS": "constexpr", "WARP_BASES": "constexpr"}
-    for bn, warps in ((64, 4), (128, 4), (128, 8), (256, 8)):
+    print(f"Triton {triton.__version__}, sm_90, M <= 16 (x's rows as the MMA's columns), K tile {BK}, {label}")
+    for bn, warps in CONFIGS:
+        constexprs = {"HAS_BIAS": True, "BN": bn, "BM": 16, "WARPS": warps, **layouts(bn, warps)}
+        signature = {**pointers, "x_ptr": "*bf16", "global_scale_ptr": "*fp32", "bias_ptr": "*bf16", "y_ptr": "*bf16",
+                     "M": "i32", "N": "i32", "K": "i32", "stride_xm": "i32", **dict.fromkeys(constexprs, "constexpr")}
+        report(f"BN {bn}, {warps} warps", kernel, signature, constexprs, warps, bn * BK)
+
+
+def main() -> None:
+    def layouts(bn: int, warps: int) -> dict:
         regs, warp_bases = layout_bases(bn, warps)
-        report(f"BN {bn}, {warps} warps", registers_gemm_kernel, signature,
-               {"HAS_BIAS": True, "BN": bn, "BM": 16, "WARPS": warps, "WORD_REGS": regs, "WARP_BASES": warp_bases},
-               warps, bn * BK)
+        return {"WORD_REGS": regs, "WARP_BASES": warp_bases}
+
+    report_configs("codes and bf16 scales prepacked", registers_gemm_kernel,
+                   {"words_ptr": "*u32", "scale_ptr": "*bf16"}, layouts)
 
 
 if __name__ == "__main__":
