@@ -27,10 +27,9 @@ from nvfp4_triton import quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms  # noqa: E402
 from nvfp4_triton.gemm import w4a16_gemm  # noqa: E402
 from kperm_gemm import kperm_gemm, prepack_nibbles  # noqa: E402
-from registers_gemm import prepack, registers_gemm  # noqa: E402
+from registers_gemm import CONFIGS, prepack, registers_gemm  # noqa: E402
 
 WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
-CONFIGS = [(64, 4), (128, 4), (128, 8), (256, 8)]  # (BN, warps)
 
 
 def main() -> None:
