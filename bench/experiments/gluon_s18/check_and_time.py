@@ -5,9 +5,10 @@ For each weight of issue #5's small-M table (random, quantized with ModelOpt's r
 1, 2, 4, 8, 16: the relative L2 error against ``x @ dequant(W)^T`` in float64 (it must sit at
 bf16 rounding, about 2e-3, like the library's), then GPU time by ``autotune.benchmark_ms`` (CUDA
 graph replays, L2 flushed before each, medians) of ``F.linear`` on the dequantized BF16 weight,
-the library's ``w4a16_gemm`` (tuned now if new) and both kernels in each config. No split K: the
-``[3072, 12288]`` weight gives only 48-12 programs and is expected to lose there. GB/s counts
-NVFP4's bytes as the checkpoint stores them (0.5625 a weight element).
+the library's ``w4a16_gemm`` (tuned now if new) and both kernels in each config, ``kperm_gemm``
+also with K split 2 and 4 ways (its fp32 zeroing and cast included). ``registers_gemm`` has no
+split K: the ``[3072, 12288]`` weight gives it 48-12 programs. GB/s counts NVFP4's bytes as the
+checkpoint stores them (0.5625 a weight element).
 
     PYTHONPATH=. python3 bench/experiments/gluon_s18/check_and_time.py [--json OUT]
 """
@@ -29,6 +30,9 @@ from nvfp4_triton.gemm import w4a16_gemm  # noqa: E402
 from kperm_gemm import kperm_gemm, prepack_nibbles  # noqa: E402
 from registers_gemm import CONFIGS, prepack, registers_gemm  # noqa: E402
 
+SPLITS = (1, 2, 4)
+"""K slices a column strip for ``kperm_gemm``: at BN = 64 the weights give 48-288 strips for 132 SMs."""
+
 WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
 
 
@@ -43,8 +47,10 @@ def main() -> None:
         q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
         words, scales = prepack(q.packed, q.block_scale)
         nibbles = prepack_nibbles(q.packed)
-        kernels = {"registers": lambda x, bn, w: registers_gemm(x, words, scales, q.global_scale, None, bn, w),
-                   "kperm": lambda x, bn, w: kperm_gemm(x, nibbles, q.block_scale, q.global_scale, None, bn, w)}
+        kernels = {"registers": lambda x, bn, w: registers_gemm(x, words, scales, q.global_scale, None, bn, w)}
+        for split in SPLITS:
+            kernels[f"kperm split{split}"] = (lambda x, bn, w, split=split:
+                                              kperm_gemm(x, nibbles, q.block_scale, q.global_scale, None, bn, w, split))
         dense = q.dequantize(torch.bfloat16)
         exact = q.dequantize(torch.float64)
         for m in (1, 2, 4, 8, 16):

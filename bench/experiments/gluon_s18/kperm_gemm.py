@@ -65,10 +65,12 @@ def _e4m3_pair_to_bf16(two):
 
 
 @gluon.jit
-def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, stride_xm,
-                      HAS_BIAS: gl.constexpr, BN: gl.constexpr, BM: gl.constexpr, WARPS: gl.constexpr,
+def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, k_per_split,
+                      stride_xm, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, BN: gl.constexpr, BM: gl.constexpr,
+                      WARPS: gl.constexpr,
                       WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr, X_WARP_BASES: gl.constexpr):
-    """One program: BN weight rows (16 a warp and repetition) against all of x's rows (BM = 16 >= M)."""
+    """One program: BN weight rows (16 a warp and repetition) against all of x's rows (BM = 16 >= M),
+    over K slice ``program_id(1)`` (``k_per_split`` wide) of SPLIT; split, it adds into fp32 ``y``."""
     BK: gl.constexpr = 128
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
@@ -95,7 +97,8 @@ def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
     x_mask = (x_m < M)[:, None]
     first_block = (ws < 2)[None, None, :]
     acc = gl.zeros([BN, BM], gl.float32, layout=mma)
-    for k0 in range(0, K, BK):
+    k_start = gl.program_id(1) * k_per_split
+    for k0 in range(k_start, gl.minimum(K, k_start + k_per_split), BK):
         words = gl.load(word_ptrs + k0 // 8)
         two = _e4m3_pair_to_bf16(gl.load(scale_ptrs + k0 // 32).to(gl.uint32))  # blocks 2t (low), 2t + 1
         scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
@@ -111,7 +114,8 @@ def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
         x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 3, 4, 1, 5, 0])  # [w, a, b, t, s, m]
         x = gl.convert_layout(gl.reshape(x, [BK, BM]), b_layout, assert_trivial=True)
         acc = mma_v2(w, x, acc)
-    store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma)
+    store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma, SPLIT > 1,
+                 gl.program_id(1) == 0)
 
 
 def layout_constexprs(bn: int, warps: int) -> dict:
@@ -125,21 +129,28 @@ def layout_constexprs(bn: int, warps: int) -> dict:
 
 
 def kperm_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, global_scale: torch.Tensor,
-               bias: torch.Tensor | None, bn: int = 64, warps: int = 4) -> torch.Tensor:
-    """Launch on ``prepack_nibbles`` words and the checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16."""
+               bias: torch.Tensor | None, bn: int = 64, warps: int = 4, split: int = 1) -> torch.Tensor:
+    """Launch on ``prepack_nibbles`` words and the checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16.
+
+    ``split`` > 1 splits K over that many programs a column strip, which add into a zeroed fp32
+    output; it is then cast to x's dtype (two more small kernels, timed with it)."""
     m, k = x.shape
     n = words.shape[0]
     check_shapes("kperm_gemm", x, n, bn)
-    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
-    kperm_gemm_kernel[(n // bn,)](words.view(torch.uint32), block_scale.view(torch.uint8), x, global_scale,
-                                  bias if bias is not None else y, y, m, n, k, x.stride(0),
-                                  HAS_BIAS=bias is not None, BN=bn, BM=16, WARPS=warps,
-                                  **layout_constexprs(bn, warps), num_warps=warps)
-    return y
+    tiles = k // BK
+    k_per_split = -(-tiles // split) * BK
+    y = torch.zeros(m, n, dtype=torch.float32, device=x.device) if split > 1 else \
+        torch.empty(m, n, dtype=x.dtype, device=x.device)
+    kperm_gemm_kernel[(n // bn, -(-k // k_per_split))](
+        words.view(torch.uint32), block_scale.view(torch.uint8), x, global_scale, bias if bias is not None else x,
+        y, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, SPLIT=split, BN=bn, BM=16, WARPS=warps,
+        **layout_constexprs(bn, warps), num_warps=warps)
+    return y.to(x.dtype) if split > 1 else y
 
 
 def main() -> None:
-    report_configs("K permuted", kperm_gemm_kernel, {"words_ptr": "*u32", "scale_ptr": "*u8"}, layout_constexprs)
+    report_configs("K permuted", kperm_gemm_kernel, {"words_ptr": "*u32", "scale_ptr": "*u8"},
+                   lambda bn, warps: {"SPLIT": 1, **layout_constexprs(bn, warps)}, extra={"k_per_split": "i32"})
 
 
 if __name__ == "__main__":

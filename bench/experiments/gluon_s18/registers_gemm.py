@@ -61,16 +61,23 @@ def prepack(packed: torch.Tensor, block_scale: torch.Tensor) -> tuple[torch.Tens
 
 @gluon.jit
 def store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS: gl.constexpr, BN: gl.constexpr,
-                 BM: gl.constexpr, mma: gl.constexpr):
+                 BM: gl.constexpr, mma: gl.constexpr, ATOMIC: gl.constexpr = False, FIRST_SLICE=True):
     """``y[m, n0 + r] = acc[r, m] * 2**7 * global_scale (+ bias)`` for m < M: the pairs' products
-    are worth ``e2m1 * e4m3 * 2**-7``."""
+    are worth ``e2m1 * e4m3 * 2**-7``. ATOMIC (split K): added into fp32 ``y`` instead, the bias
+    by the first slice only."""
     out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
     out_m = gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
     acc = acc * (gl.load(global_scale_ptr) * 128.0)
     if HAS_BIAS:
-        acc = acc + gl.load(bias_ptr + out_rows).to(gl.float32)[:, None]
-    gl.store(y_ptr + out_m[None, :] * N + out_rows[:, None], acc.to(y_ptr.dtype.element_ty),
-             mask=(out_m < M)[None, :])
+        bias = gl.load(bias_ptr + out_rows).to(gl.float32)
+        if ATOMIC:
+            bias = bias * FIRST_SLICE.to(gl.float32)
+        acc = acc + bias[:, None]
+    offsets = out_m[None, :] * N + out_rows[:, None]
+    if ATOMIC:
+        gl.atomic_add(y_ptr + offsets, acc, mask=(out_m < M)[None, :])
+    else:
+        gl.store(y_ptr + offsets, acc.to(y_ptr.dtype.element_ty), mask=(out_m < M)[None, :])
 
 
 @gluon.jit
@@ -151,16 +158,18 @@ CONFIGS = ((64, 4), (128, 4), (128, 8), (256, 8))
 """(BN, warps) compiled and timed: 16 and 32 weight rows a warp."""
 
 
-def report_configs(label: str, kernel, pointers: dict, layouts) -> None:
+def report_configs(label: str, kernel, pointers: dict, layouts, extra: dict | None = None) -> None:
     """Compile ``kernel`` for sm_90 in every config and print its size (``gluon_s17.compile_probe.report``).
-    ``pointers``: the types of the weight's two pointers; ``layouts(bn, warps)``: its layout constexprs."""
+    ``pointers``: the types of the weight's two pointers; ``layouts(bn, warps)``: its own constexprs;
+    ``extra``: its runtime integers beyond M, N, K (before ``stride_xm``)."""
     from compile_probe import report
 
     print(f"Triton {triton.__version__}, sm_90, M <= 16 (x's rows as the MMA's columns), K tile {BK}, {label}")
     for bn, warps in CONFIGS:
         constexprs = {"HAS_BIAS": True, "BN": bn, "BM": 16, "WARPS": warps, **layouts(bn, warps)}
         signature = {**pointers, "x_ptr": "*bf16", "global_scale_ptr": "*fp32", "bias_ptr": "*bf16", "y_ptr": "*bf16",
-                     "M": "i32", "N": "i32", "K": "i32", "stride_xm": "i32", **dict.fromkeys(constexprs, "constexpr")}
+                     "M": "i32", "N": "i32", "K": "i32", **(extra or {}), "stride_xm": "i32",
+                     **dict.fromkeys(constexprs, "constexpr")}
         report(f"BN {bn}, {warps} warps", kernel, signature, constexprs, warps, bn * BK)
 
 
