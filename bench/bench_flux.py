@@ -3,7 +3,7 @@
     python bench/bench_flux.py [--variants bf16 w4a16 ...] [--activation none|fp8|nvfp4]
                                [--resolution 1024x1024] [--batch 1]
                                [--runs 10] [--no-compile] [--compile-mode MODE] [--fuse-qkv]
-                               [--host-profile] [--work DIR] [--json PATH]
+                               [--processes 1] [--host-profile] [--work DIR] [--json PATH]
 
 Each variant builds the BF16 FluxTransformer2DModel from the bundled config with random weights
 (fixed seed, no download; linears ~N(0, 1/in_features), norms 1, biases small) straight on the
@@ -39,6 +39,8 @@ removed) before quantizing, for every variant BF16 included, so that each NVFP4 
 global scale, as the groups ``fusion.fuse_qkv`` joins in a checkpoint have. Run bf16 first
 (or in the same call): the others compare against its saved output. The JSON of several calls
 is merged into one file with --json (rows replaced by variant, compile setting and --fuse-qkv).
+``--processes N`` times each variant in N processes, in rounds (a row's ``process`` says which),
+and adds a table of medians: the host's speed varies by process (bench/RESULTS.md, session 18).
 
 Each variant runs in its own child process, and is profiled only after it was timed: once
 torch.profiler has run, CUDA launches stay slower for the rest of the process (pytorch#144455),
@@ -385,7 +387,10 @@ def run_variant(name: str, args: dict, opts, work: Path) -> list[dict]:
 
 def run_each_in_own_process(opts) -> tuple[list[dict], list[str]]:
     """One child process per variant: nothing (profiler state, compiled graphs, caches in memory,
-    allocator pools) carries from one variant's timing into the next.
+    allocator pools) carries from one variant's timing into the next. With ``--processes N``, N
+    rounds of them, each row marked with its round (``process``): on an H200 machine the host
+    ran every function of a process 1.5-1.9x slower in some processes than in others, so one
+    process per variant can mislead (bench/RESULTS.md, session 18).
 
     Returns the rows and the variants whose child failed (out of memory, say); the others still count.
     """
@@ -395,14 +400,16 @@ def run_each_in_own_process(opts) -> tuple[list[dict], list[str]]:
     common += ["--no-compile"] * opts.no_compile + ["--host-profile"] * opts.host_profile + ["--fuse-qkv"] * opts.fuse_qkv
     common += ["--compile-mode", opts.compile_mode] if opts.compile_mode else []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in opts.variants:
-            out = Path(tmp) / f"{name}.json"
-            child = subprocess.run([sys.executable, __file__, "--variants", name, "--rows-out", str(out), *common])
-            if child.returncode != 0 or not out.exists():
-                print(f"variant {name} failed (exit status {child.returncode}): no rows for it", flush=True)
-                failed.append(name)
-                continue
-            rows += json.loads(out.read_text())
+        for process in range(opts.processes):
+            for name in opts.variants:
+                out = Path(tmp) / f"{name}-{process}.json"
+                child = subprocess.run([sys.executable, __file__, "--variants", name, "--rows-out", str(out),
+                                        *common])
+                if child.returncode != 0 or not out.exists():
+                    print(f"variant {name} failed (exit status {child.returncode}): no rows for it", flush=True)
+                    failed.append(name)
+                    continue
+                rows += [{**row, "process": process} for row in json.loads(out.read_text())]
     return rows, failed
 
 
@@ -423,6 +430,8 @@ def main() -> int:
     parser.add_argument("--work", type=Path, default=Path("/tmp/nvfp4_bench_flux"),
                         help="folder for the BF16 reference outputs")
     parser.add_argument("--json", type=Path, help="merge the rows into this JSON file")
+    parser.add_argument("--processes", type=int, default=1,
+                        help="time each variant in this many processes, in rounds; the table adds their medians")
     parser.add_argument("--rows-out", type=Path, help=argparse.SUPPRESS)  # a child's rows, for its parent
     opts = parser.parse_args()
     renamed = WITH_ACTIVATION.get(opts.activation, {})
@@ -436,7 +445,9 @@ def main() -> int:
            "resolution": opts.resolution, "batch": opts.batch, "runs": opts.runs,
            "traced_layers": inline.INLINE_COMPILED}
     failed = []
-    if len(opts.variants) > 1:
+    if opts.processes < 1:
+        parser.error("--processes must be at least 1")
+    if len(opts.variants) > 1 or opts.processes > 1:
         print(json.dumps(env), flush=True)
         rows, failed = run_each_in_own_process(opts)
     else:
@@ -459,8 +470,14 @@ def main() -> int:
     return 1 if failed else 0
 
 
+def _median(values: list[float]) -> float:
+    values = sorted(values)
+    return (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2
+
+
 def report(rows: list[dict]) -> None:
-    base = {r["compiled"]: r["step_ms"] for r in rows if r["variant"] == "bf16"}
+    base = {compiled: _median([r["step_ms"] for r in rows if r["variant"] == "bf16" and r["compiled"] == compiled])
+            for compiled in {r["compiled"] for r in rows if r["variant"] == "bf16"}}
     print(f"{'variant':14} {'mode':15} {'step ms':>8} {'vs bf16':>8} {'loop ms':>8} {'host ms':>8} {'CPU ms':>7} "
           f"{'GPU-busy ms':>11} {'idle ms':>8} {'weights GiB':>12} {'peak GiB':>9} {'rel L2':>7} {'cosine':>7} "
           f"{'breaks':>6}")
@@ -475,6 +492,20 @@ def report(rows: list[dict]) -> None:
               f"{r['weight_bytes'] / 2**30:12.2f} {r['peak_bytes'] / 2**30:9.2f} "
               f"{r.get('rel_l2_vs_bf16', float('nan')):7.4f} {r.get('cosine_vs_bf16', float('nan')):7.4f} "
               f"{r['graph_breaks']:6}")
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault((r["variant"], r["compiled"], r.get("compile_mode")), []).append(r)
+    if all(len(group) == 1 for group in groups.values()):
+        return
+    print(f"\nmedians over processes (BF16's median step is the ratios' base)\n{'variant':14} {'mode':15} "
+          f"{'processes':>9} {'step ms':>8} {'min-max':>13} {'vs bf16':>8} {'host ms':>8}")
+    for (variant, compiled, mode), group in groups.items():
+        steps = [r["step_ms"] for r in group]
+        step = _median(steps)
+        speed = f"{base[compiled] / step:8.3f}" if compiled in base else f"{'':8}"
+        label = (mode or "compile") if compiled else "eager"
+        print(f"{variant:14} {label:15} {len(group):9} {step:8.1f} {min(steps):6.1f}-{max(steps):6.1f} {speed} "
+              f"{_median([r['host_ms'] for r in group]):8.1f}")
 
 
 if __name__ == "__main__":
