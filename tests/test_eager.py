@@ -29,10 +29,12 @@ def _layouts(device: torch.device) -> list[torch.Tensor]:
             torch.randn(4, 96, dtype=torch.float16, device=device)]
 
 
-@pytest.mark.parametrize("activation", [None, "fp8"])
+@pytest.mark.parametrize("activation", [None, "fp8", "nvfp4"])
 def test_kept_plans_give_what_the_full_dispatch_gives(device, activation):
     layer = _layer(1).to(device)
     layer.activation = activation
+    if activation == "nvfp4":
+        layer.input_scale = torch.tensor(0.01, device=device)
     xs = _layouts(device)
     if activation == "fp8":
         xs = [x for x in xs if x.dtype == torch.bfloat16]
@@ -43,7 +45,9 @@ def test_kept_plans_give_what_the_full_dispatch_gives(device, activation):
                 x = x.clone() if x.is_contiguous() else x
                 x.normal_()
                 expected = nvfp4_linear(x, layer.nvfp4_weight, layer.bias, activation=activation,
-                                        fp8_scales=layer._fp8_scales_of(layer.nvfp4_weight) if activation else None)
+                                        input_scale=layer.input_scale,
+                                        fp8_scales=layer._fp8_scales_of(layer.nvfp4_weight) if activation == "fp8"
+                                        else None)
                 assert torch.equal(layer(x), expected)
     assert len(layer._eager) == len(xs)
     if activation is None:
