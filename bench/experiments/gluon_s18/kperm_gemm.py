@@ -68,8 +68,9 @@ def _e4m3_pair_to_bf16(two):
 def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, k_per_split,
                       stride_xm, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, BN: gl.constexpr, BM: gl.constexpr,
                       WARPS: gl.constexpr,
-                      WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr, X_WARP_BASES: gl.constexpr):
-    """One program: BN weight rows (16 a warp and repetition) against all of x's rows (BM = 16 >= M),
+                      WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr, X_REGS: gl.constexpr,
+                      X_WARP_BASES: gl.constexpr):
+    """One program: BN weight rows (16 a warp and repetition) against all of x's rows (BM = 8 or 16 >= M),
     over K slice ``program_id(1)`` (``k_per_split`` wide) of SPLIT; split, it adds into fp32 ``y``."""
     BK: gl.constexpr = 128
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
@@ -80,9 +81,9 @@ def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
         reg_bases=WORD_REGS, lane_bases=[[0, 1, 0], [0, 2, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
         warp_bases=WARP_BASES, block_bases=[], shape=[BN, 4, 4])
     scale_layout: gl.constexpr = gl.SliceLayout(2, word_layout)  # [BN, 4 (t)]
-    # x [BM, 128] as it is: the thread (g, t) holds K 32t .. 32t + 31 of x's rows g and g + 8.
+    # x [BM, 128] as it is: the thread (g, t) holds K 32t .. 32t + 31 of x's row g (and g + 8).
     x_layout: gl.constexpr = gl.DistributedLinearLayout(
-        reg_bases=[[0, 1], [0, 2], [0, 4], [0, 8], [0, 16], [8, 0]],
+        reg_bases=X_REGS,
         lane_bases=[[0, 32], [0, 64], [1, 0], [2, 0], [4, 0]],
         warp_bases=X_WARP_BASES, block_bases=[], shape=[BM, BK])
     n0 = gl.program_id(0) * BN
@@ -118,13 +119,16 @@ def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
                  gl.program_id(1) == 0)
 
 
-def layout_constexprs(bn: int, warps: int) -> dict:
-    """The kernel's layout bases for ``bn`` rows and ``warps`` warps: ``registers_gemm.layout_bases``
-    in 3-D (words ``[BN, t, w]``; a thread's 4 words as registers), and x's warps, which all hold
-    the same x."""
+def layout_constexprs(bn: int, warps: int, bm: int = 16) -> dict:
+    """The kernel's layout bases for ``bn`` rows, ``warps`` warps and ``bm`` (8 or 16) columns of x:
+    ``registers_gemm.layout_bases`` in 3-D (words ``[BN, t, w]``; a thread's 4 words as
+    registers); x's 32 neighbouring K a thread, and its row g + 8 when there are 16; x's warps,
+    which all hold the same x. With 8 rows of x the MMA has one n8 tile: half the MMAs and x."""
     regs, warp_bases = layout_bases(bn, warps)
     rows = tuple((r, 0, 0) for r, c in regs if c == 0)  # rows g + 8 and the repetitions
-    return {"WORD_REGS": ((0, 0, 1), (0, 0, 2), *rows), "WARP_BASES": tuple((r, 0, 0) for r, _ in warp_bases),
+    x_regs = ((0, 1), (0, 2), (0, 4), (0, 8), (0, 16)) + (((8, 0),) if bm == 16 else ())
+    return {"BM": bm, "WORD_REGS": ((0, 0, 1), (0, 0, 2), *rows),
+            "WARP_BASES": tuple((r, 0, 0) for r, _ in warp_bases), "X_REGS": x_regs,
             "X_WARP_BASES": tuple((0, 0) for _ in warp_bases)}
 
 
@@ -143,14 +147,15 @@ def kperm_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, 
         torch.empty(m, n, dtype=x.dtype, device=x.device)
     kperm_gemm_kernel[(n // bn, -(-k // k_per_split))](
         words.view(torch.uint32), block_scale.view(torch.uint8), x, global_scale, bias if bias is not None else x,
-        y, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, SPLIT=split, BN=bn, BM=16, WARPS=warps,
-        **layout_constexprs(bn, warps), num_warps=warps)
+        y, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, SPLIT=split, BN=bn, WARPS=warps,
+        **layout_constexprs(bn, warps, 8 if m <= 8 else 16), num_warps=warps)
     return y.to(x.dtype) if split > 1 else y
 
 
 def main() -> None:
-    report_configs("K permuted", kperm_gemm_kernel, {"words_ptr": "*u32", "scale_ptr": "*u8"},
-                   lambda bn, warps: {"SPLIT": 1, **layout_constexprs(bn, warps)}, extra={"k_per_split": "i32"})
+    for bm in (16, 8):
+        report_configs(f"K permuted, {bm} columns of x", kperm_gemm_kernel, {"words_ptr": "*u32", "scale_ptr": "*u8"},
+                       lambda bn, warps: {"SPLIT": 1, **layout_constexprs(bn, warps, bm)}, extra={"k_per_split": "i32"})
 
 
 if __name__ == "__main__":
