@@ -111,7 +111,7 @@ class Kernel:
         stream = triton.runtime.driver.active.get_current_stream(device)
         grid3 = (*grid, 1, 1)
         enter, leave = _hook(knobs.runtime.launch_enter_hook), _hook(knobs.runtime.launch_exit_hook)
-        metadata = None if enter is None else compiled.launch_metadata(grid, stream, *values)
+        metadata = None if enter is None and leave is None else compiled.launch_metadata(grid, stream, *values)
         compiled.run(grid3[0], grid3[1], grid3[2], stream, compiled.function, compiled.packed_metadata, metadata,
                      enter, leave, *values)
 
