@@ -213,7 +213,7 @@ class ThreadUsage:
     that it waited or was preempted (involuntary switches)."""
 
     def __init__(self) -> None:
-        self.cpu_ms, self.involuntary, self.voluntary, self.last_cpu = 0.0, 0, 0, None
+        self.cpu_ms, self.involuntary, self.voluntary = 0.0, 0, 0
 
     def __enter__(self) -> ThreadUsage:
         self._start = resource.getrusage(resource.RUSAGE_THREAD)
@@ -224,15 +224,16 @@ class ThreadUsage:
         self.cpu_ms += (end.ru_utime + end.ru_stime - start.ru_utime - start.ru_stime) * 1e3
         self.involuntary += end.ru_nivcsw - start.ru_nivcsw
         self.voluntary += end.ru_nvcsw - start.ru_nvcsw
-        try:
-            with open("/proc/thread-self/stat") as stat:
-                self.last_cpu = int(stat.read().rsplit(")", 1)[1].split()[36])  # field 39: processor
-        except (OSError, IndexError, ValueError):
-            self.last_cpu = None
 
     def row(self, steps: int) -> dict:
+        """The totals per step, and the core the thread is on now (read here, outside the timed forwards)."""
+        try:
+            with open("/proc/thread-self/stat") as stat:
+                last_cpu = int(stat.read().rsplit(")", 1)[1].split()[36])  # field 39: processor
+        except (OSError, IndexError, ValueError):
+            last_cpu = None
         return {"cpu_ms_per_step": self.cpu_ms / steps, "involuntary_switches": self.involuntary,
-                "voluntary_switches": self.voluntary, "last_cpu": self.last_cpu}
+                "voluntary_switches": self.voluntary, "last_cpu": last_cpu}
 
 
 def time_forward(fn, args: dict, runs: int, gc_pauses: GcPauses | None = None, usage: ThreadUsage | None = None,

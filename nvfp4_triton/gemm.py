@@ -334,8 +334,15 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
     gemv = isinstance(cfg, GemvConfig)
     tiles = cdiv(n, cfg.block_n) * (1 if gemv else cdiv(m, cfg.block_m))
     grid = (tiles, split)
-    epilogue = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu)
     words = _int64_view(packed)  # both kernels read the codes 16 to a word
+    # Everything but the tensors and strides is fixed for x's layout: made once, not per call.
+    options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
+                   BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps)
+    if gemv:
+        options.update(X_BF16=x.dtype == torch.bfloat16)
+    else:
+        options.update(DOT_F32=interpreter_active() and x.dtype == torch.bfloat16, PACKED_MUL=not interpreter_active(),
+                       GROUP_M=cfg.group_m, num_stages=cfg.num_stages)
 
     def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         y = _output(x, n, out)
@@ -347,23 +354,11 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
         bias_arg = bias if bias is not None else y
         if gemv:
             x_words = _int64_view(x)
-            _gemv_kernel(
-                grid, x_words, words, scale_bits, global_scale, bias_arg, y, partial, counters,
-                m, n, k, k // 16, k_per_split,
-                x_words.stride(0), y.stride(0), y.stride(1),
-                X_BF16=x.dtype == torch.bfloat16, **epilogue,
-                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, SPLIT_K=split,
-                num_warps=cfg.num_warps,
-            )
+            _gemv_kernel(grid, x_words, words, scale_bits, global_scale, bias_arg, y, partial, counters,
+                         m, n, k, k // 16, k_per_split, x_words.stride(0), y.stride(0), y.stride(1), **options)
         else:
-            _gemm_kernel(
-                grid, x, words, scale_bits, global_scale, bias_arg, y, partial, counters,
-                m, n, k, k_per_split,
-                x.stride(0), x.stride(1), y.stride(0), y.stride(1), **epilogue,
-                DOT_F32=interpreter_active() and x.dtype == torch.bfloat16, PACKED_MUL=not interpreter_active(),
-                BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n, BLOCK_K=cfg.block_k, GROUP_M=cfg.group_m, SPLIT_K=split,
-                num_warps=cfg.num_warps, num_stages=cfg.num_stages,
-            )
+            _gemm_kernel(grid, x, words, scale_bits, global_scale, bias_arg, y, partial, counters,
+                         m, n, k, k_per_split, x.stride(0), x.stride(1), y.stride(0), y.stride(1), **options)
         return y
     return run
 

@@ -320,7 +320,7 @@ class FP8Linear(nn.Module):
                 return run(x)
             _check_fp8_input(x, self)
             runner = fp8_runner(to_rows(x), self._buffers["weight"], self._op_views()[1], self.bias, self.gelu)
-            return self._eager.keep(x, shaped_runner(runner, x, self.out_features))(x)
+            return self._eager.keep(x, shaped_runner(runner))(x)
         _check_fp8_input(x, self)
         # Compiled: views of the buffers themselves, not the cached ones (see NVFP4Linear.forward).
         views = (self.weight.view(torch.uint8), self.weight_scale.view(1, -1)) if torch.compiler.is_compiling() \

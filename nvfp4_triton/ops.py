@@ -208,15 +208,12 @@ def eager_runner(x: torch.Tensor, weight: NVFP4Weight, bias: torch.Tensor | None
         run = w4a8_runner(rows, weight.packed, bits, weight.global_scale, multipliers, column_scale, bias, gelu=gelu)
     else:
         run = w4a16_runner(rows, weight.packed, bits, weight.global_scale, bias, gelu=gelu)
-    return shaped_runner(run, x, weight.out_features)
+    return shaped_runner(run)
 
 
-def shaped_runner(run, x: torch.Tensor, n: int) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A 2-D ``gemm.Runner`` as a function of x ``[..., K]`` laid out as this x, returning ``[..., n]``."""
-    if x.dim() == 2:
-        return lambda x: run(x, None)
-    k, shape = x.shape[-1], (*x.shape[:-1], n)
-    return lambda x: run(x.reshape(-1, k), None).view(shape)
+def shaped_runner(run) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A 2-D ``gemm.Runner`` as a function of x ``[..., K]``, returning ``[..., N]``."""
+    return lambda x: from_rows(run(to_rows(x), None), x)
 
 
 GRAPH_QUANT_MAX_K = 4096

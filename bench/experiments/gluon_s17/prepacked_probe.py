@@ -60,6 +60,18 @@ def scaled(pairs, scale2, SCALED: gl.constexpr):
 
 
 @gluon.jit
+def a_fragment(pairs, BN: gl.constexpr, a_layout: gl.constexpr):
+    """``pairs [BN, 16 words (4q + j), 2 (t), 2 (h)]`` of bf16x2, elements ``32j + 16t + 8h + 2q``
+    and the next of each row's 128-wide tile, as the ``[BN, 128]`` bf16 A operand: nothing moves
+    (``assert_trivial``)."""
+    low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+    high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+    w = gl.reshape(gl.join(low, high), [BN, 4, 4, 2, 2, 2])  # [n, q, j, t, h, s]
+    w = gl.permute(w, [0, 2, 3, 4, 1, 5])  # [n, j, t, h, q, s]: column 32j + 16t + 8h + 2q + s
+    return gl.convert_layout(gl.reshape(w, [BN, 128]), a_layout, assert_trivial=True)
+
+
+@gluon.jit
 def small_m_gemm(words_ptr, scale_ptr, x_ptr, y_ptr, N, K, BN: gl.constexpr, BM: gl.constexpr,
                  WARPS: gl.constexpr, WARP_BASES: gl.constexpr, SCALED: gl.constexpr):
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
@@ -81,14 +93,8 @@ def small_m_gemm(words_ptr, scale_ptr, x_ptr, y_ptr, N, K, BN: gl.constexpr, BM:
         even, odd = scale_pair(gl.load(scales)), scale_pair(gl.load(scales + 1))  # blocks 2j and 2j + 1
         pairs = gl.join(gl.join(scaled(pair_bits(words, 0), even, SCALED), scaled(pair_bits(words, 2), odd, SCALED)),
                         gl.join(scaled(pair_bits(words, 1), even, SCALED), scaled(pair_bits(words, 3), odd, SCALED)))
-        # pairs [n, 4q + j, t, h]: elements 32j + 16t + 8h + 2q and the next
-        low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-        high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-        w = gl.reshape(gl.join(low, high), [BN, 4, 4, 2, 2, 2])  # [n, q, j, t, h, s]
-        w = gl.permute(w, [0, 2, 3, 4, 1, 5])  # [n, j, t, h, q, s]: column 32j + 16t + 8h + 2q + s
-        w = gl.convert_layout(gl.reshape(w, [BN, BK]), a_layout, assert_trivial=True)
         x = gl.load(x_ptr + x_m[None, :] * K + k0 + x_k[:, None])
-        acc = mma_v2(w, x, acc)
+        acc = mma_v2(a_fragment(pairs, BN, a_layout), x, acc)
     out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
     out_m = gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
     gl.store(y_ptr + out_m[None, :] * N + out_rows[:, None], acc)

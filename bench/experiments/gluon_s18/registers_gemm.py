@@ -34,7 +34,7 @@ from triton.experimental.gluon.language.nvidia.ampere import mma_v2
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "gluon_s17"))
 
-from prepacked_probe import pair_bits, scaled  # noqa: E402  (the library's pair decode; a fma.rn.bf16x2)
+from prepacked_probe import a_fragment, pair_bits, scaled  # noqa: E402  (the library's pair decode; a fma.rn.bf16x2)
 
 BK = 128  # K per trip: 8 scale blocks
 
@@ -108,14 +108,8 @@ def registers_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_pt
         odd = (two >> 16) | (two & 0xFFFF0000)
         pairs = gl.join(gl.join(scaled(pair_bits(words, 0), even, True), scaled(pair_bits(words, 2), odd, True)),
                         gl.join(scaled(pair_bits(words, 1), even, True), scaled(pair_bits(words, 3), odd, True)))
-        # pairs [n, 4q + j, t, h]: elements 32j + 16t + 8h + 2q and the next
-        low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-        high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-        w = gl.reshape(gl.join(low, high), [BN, 4, 4, 2, 2, 2])  # [n, q, j, t, h, s]
-        w = gl.permute(w, [0, 2, 3, 4, 1, 5])  # [n, j, t, h, q, s]: column 32j + 16t + 8h + 2q + s
-        w = gl.convert_layout(gl.reshape(w, [BN, BK]), a_layout, assert_trivial=True)
         x = gl.load(x_ptr + x_m[None, :] * stride_xm + k0 + x_k[:, None], mask=x_mask, other=0.0)
-        acc = mma_v2(w, x, acc)
+        acc = mma_v2(a_fragment(pairs, BN, a_layout), x, acc)
     store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma)
 
 
