@@ -55,6 +55,7 @@ import json
 import math
 import os
 import resource
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -471,14 +472,10 @@ def main() -> int:
     return 1 if failed else 0
 
 
-def _median(values: list[float]) -> float:
-    values = sorted(values)
-    return (values[(len(values) - 1) // 2] + values[len(values) // 2]) / 2
-
-
 def report(rows: list[dict]) -> None:
-    base = {compiled: _median([r["step_ms"] for r in rows if r["variant"] == "bf16" and r["compiled"] == compiled])
-            for compiled in {r["compiled"] for r in rows if r["variant"] == "bf16"}}
+    bf16 = [r for r in rows if r["variant"] == "bf16"]
+    base = {compiled: statistics.median(r["step_ms"] for r in bf16 if r["compiled"] == compiled)
+            for compiled in {r["compiled"] for r in bf16}}
     print(f"{'variant':14} {'mode':15} {'step ms':>8} {'vs bf16':>8} {'loop ms':>8} {'host ms':>8} {'CPU ms':>7} "
           f"{'GPU-busy ms':>11} {'idle ms':>8} {'weights GiB':>12} {'peak GiB':>9} {'rel L2':>7} {'cosine':>7} "
           f"{'breaks':>6}")
@@ -502,11 +499,11 @@ def report(rows: list[dict]) -> None:
           f"{'processes':>9} {'step ms':>8} {'min-max':>13} {'vs bf16':>8} {'host ms':>8}")
     for (variant, compiled, mode), group in groups.items():
         steps = [r["step_ms"] for r in group]
-        step = _median(steps)
+        step = statistics.median(steps)
         speed = f"{base[compiled] / step:8.3f}" if compiled in base else f"{'':8}"
         label = (mode or "compile") if compiled else "eager"
         print(f"{variant:14} {label:15} {len(group):9} {step:8.1f} {min(steps):6.1f}-{max(steps):6.1f} {speed} "
-              f"{_median([r['host_ms'] for r in group]):8.1f}")
+              f"{statistics.median([r['host_ms'] for r in group]):8.1f}")
 
 
 if __name__ == "__main__":
