@@ -1,0 +1,104 @@
+"""Session 19, for the GPU: ``pipelined_gemm`` checked against float64, then timed against cuBLAS BF16,
+the library and ``kperm_gemm`` (its form without the ring) at issue #5's small-M points.
+
+First a check on one small weight (two trips, fewer than the ring's slots; M = 1, 3, 11, 16; K split
+and not; three block-scale patterns as in ``gluon_s18/check_and_time.py``). Then, for each small-M
+weight and M in 1, 2, 4, 8, 16: the relative L2 error of every config and split against
+``x @ dequant(W)^T`` in float64, and GPU time by ``autotune.benchmark_ms`` (CUDA-graph replays, L2
+flushed before each, medians) of ``F.linear`` on the dequantized weight, the library's
+``w4a16_gemm`` (tuned now if new), ``kperm_gemm`` at session 19's best config (64 rows, 4 warps,
+split 4) and ``pipelined_gemm`` in each config with K split 1, 2, 4 and 8 ways (a split's fp32
+zeroing and cast included). Each row is printed and written to the JSON as soon as it is done.
+
+    PYTHONPATH=. python3 bench/experiments/gluon_s19/check_and_time.py [--json OUT]
+"""
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parents[2]))
+sys.path.insert(0, str(HERE.parent / "gluon_s18"))
+sys.path.insert(0, str(HERE))
+
+from nvfp4_triton import NVFP4Weight, quantize  # noqa: E402
+from nvfp4_triton.autotune import benchmark_ms  # noqa: E402
+from nvfp4_triton.gemm import w4a16_gemm  # noqa: E402
+from kperm_gemm import kperm_gemm, prepack_nibbles  # noqa: E402
+from pipelined_gemm import CONFIGS, pipelined_gemm  # noqa: E402
+
+SPLITS = (1, 2, 4, 8)
+WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
+TIMED = [c for c in CONFIGS if c != (128, 4, 4)]
+"""(128 rows, 4 warps) compiles to 96-136 registers; left out of the timing to keep the run short."""
+
+
+def rel_err(y: torch.Tensor, ref: torch.Tensor) -> float:
+    return float((y.double() - ref).norm() / ref.norm())
+
+
+def check() -> None:
+    """Errors on a [256, 512] weight: fewer trips (2) than ring slots, ragged M, split K, scale patterns."""
+    torch.manual_seed(0)
+    q = quantize(torch.randn(256, 512, device="cuda", dtype=torch.bfloat16))
+    cycle = torch.tensor([1.0, 2.0, 4.0, 0.5], device="cuda").repeat(q.block_scale.shape[1] // 4)
+    patterns = {"constant": torch.ones_like(q.block_scale, dtype=torch.float32),
+                "cycle by block": cycle.expand(q.shape[0], -1), "quantizer's": q.block_scale.float()}
+    bias = torch.randn(256, device="cuda", dtype=torch.bfloat16)
+    for label, scales in patterns.items():
+        w = NVFP4Weight(q.packed, scales.to(torch.float8_e4m3fn).contiguous(), q.global_scale, q.shape)
+        exact, words = w.dequantize(torch.float64), prepack_nibbles(w.packed)
+        for m in (1, 3, 11, 16):
+            x = torch.randn(m, 512, device="cuda", dtype=torch.bfloat16)
+            ref = x.double() @ exact.T + bias.double()
+            errs = [f"{bn}x{warps}s{stages} split{split} {rel_err(pipelined_gemm(x, words, w.block_scale, w.global_scale, bias, bn, warps, split, stages), ref):.1e}"
+                    for bn, warps, stages in CONFIGS for split in (1, 2)]
+            print(f"check {label:15} M={m:2}: {', '.join(errs)}", flush=True)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--json", type=Path)
+    out = parser.parse_args().json
+    print(torch.cuda.get_device_name(), torch.__version__, flush=True)
+    check()
+    rows = []
+    for n, k in WEIGHTS:
+        torch.manual_seed(n + k)
+        q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
+        words = prepack_nibbles(q.packed)
+        dense, exact = q.dequantize(torch.bfloat16), q.dequantize(torch.float64)
+        kernels = {"kperm bn64w4 split4": lambda x: kperm_gemm(x, words, q.block_scale, q.global_scale, None, 64, 4, 4)}
+        for bn, warps, stages in TIMED:
+            for split in SPLITS:
+                kernels[f"pipelined bn{bn}w{warps}s{stages} split{split}"] = (
+                    lambda x, c=(bn, warps, split, stages): pipelined_gemm(x, words, q.block_scale, q.global_scale,
+                                                                           None, *c))
+        for m in (1, 2, 4, 8, 16):
+            x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+            ref = x.double() @ exact.T
+            row = {"m": m, "n": n, "k": k, "cublas_us": 1e3 * benchmark_ms(lambda: F.linear(x, dense)),
+                   "library_us": 1e3 * benchmark_ms(lambda: w4a16_gemm(x, q.packed, q.block_scale, q.global_scale,
+                                                                       None))}
+            for name, kernel in kernels.items():
+                row[name] = {"us": 1e3 * benchmark_ms(lambda: kernel(x)), "rel_err": rel_err(kernel(x), ref)}
+            rows.append(row)
+            timed = [(v["us"], key) for key, v in row.items() if isinstance(v, dict)]
+            best = min(t for t in timed if t[1].startswith("pipelined"))
+            worst_err = max(v["rel_err"] for v in row.values() if isinstance(v, dict))
+            gbps = (n * k * 0.5625) / (best[0] * 1e-6) / 1e9
+            print(f"({m:2}, {n:5}, {k:5}) cuBLAS {row['cublas_us']:5.1f} us, library {row['library_us']:5.1f} "
+                  f"({row['cublas_us'] / row['library_us']:.2f}x), kperm {row['kperm bn64w4 split4']['us']:5.1f}, "
+                  f"best {best[0]:5.1f} {best[1]} ({row['cublas_us'] / best[0]:.2f}x, {gbps:4.0f} GB/s); "
+                  f"worst error {worst_err:.1e}", flush=True)
+            if out:
+                out.write_text(json.dumps(rows, indent=1))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,200 @@
+"""Session 19: ``kperm_gemm`` with several K trips in flight through shared memory (Gluon, cp.async,
+mma.sync; for the GPU).
+
+Session 19's first GPU run of ``kperm_gemm`` (bench/RESULTS.md) measured 1.1 TB/s at best, far
+under the instruction bound of its SASS: each warp waits for its loads once a 128-wide trip, and a
+program makes only a few trips. Here the codes, the E4M3 scales and x's tile of the next
+``STAGES - 1`` trips are copied into a shared-memory ring by cp.async while the current trip is
+decoded, so each program keeps several trips' bytes in flight without holding them in registers.
+
+A trip is 256 wide in K. The thread with ``lane % 4 == t`` covers K ``64t .. 64t + 63`` of it, in
+two halves of 32 (``h``), each half exactly a ``kperm_gemm`` tile for that thread: so its codes
+are 8 neighbouring words of a row (two 16-byte copies), its scales the 4 neighbouring E4M3 bytes
+of blocks ``4t .. 4t + 3`` (one 4-byte copy), and nothing but x's tile is shared between threads.
+The codes keep ``kperm_gemm.prepack_nibbles``'s order; scales and x are read as they are. The
+ring's codes are unswizzled (each thread reads back what it copied; 8 wavefronts a read against 4
+at best), x's tile is swizzled in 16-byte units by row (4 wavefronts, the least).
+
+Needs K a multiple of 256 and N of BN. ``python pipelined_gemm.py`` compiles it for sm_90 on the
+CPU machine; ``check_and_time.py`` here runs it on the GPU. NOT RUN on a GPU before that.
+"""
+
+import sys
+from pathlib import Path
+
+import torch
+from triton.experimental import gluon
+from triton.experimental.gluon import language as gl
+from triton.experimental.gluon.language.nvidia.ampere import async_copy, mma_v2
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "gluon_s17"))
+sys.path.insert(0, str(HERE.parent / "gluon_s18"))
+
+from kperm_gemm import _e4m3_pair_to_bf16, layout_constexprs  # noqa: E402
+from prepacked_probe import pair_bits, scaled  # noqa: E402
+from registers_gemm import store_output  # noqa: E402
+
+TRIP = 256
+"""K per trip: a thread's 64 of it are two ``kperm_gemm`` tiles' worth and 4 scale bytes."""
+
+
+@gluon.constexpr_function
+def as_lists(bases):
+    """Layout bases as lists of lists: the form layouts come back in from shared-memory loads, so
+    that layouts built here compare equal to those (launch constexprs stay hashable tuples)."""
+    return [list(b) for b in bases]
+
+
+@gluon.jit
+def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, k_per_split,
+                          stride_xm, HAS_BIAS: gl.constexpr, ATOMIC: gl.constexpr, BN: gl.constexpr,
+                          BM: gl.constexpr, WARPS: gl.constexpr, STAGES: gl.constexpr,
+                          WORD_REGS: gl.constexpr, TRIP_WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr,
+                          X_REGS: gl.constexpr, X_TRIP_REGS: gl.constexpr, X_WARP_BASES: gl.constexpr):
+    """One program: BN weight rows against all of x's rows (BM = 8 or 16 >= M), over K slice
+    ``program_id(1)`` (``k_per_split`` wide, a multiple of 256); ATOMIC (K split), it adds into fp32 ``y``."""
+    TRIP: gl.constexpr = 256
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
+    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
+    b_layout: gl.constexpr = gl.DotOperandLayout(operand_index=1, parent=mma, k_width=2)
+    # A trip's words [BN, 4 (t), 8]: the thread (g, t) copies and reads words 8t .. 8t + 7 of rows g, g + 8.
+    trip_words: gl.constexpr = gl.DistributedLinearLayout(
+        reg_bases=as_lists(TRIP_WORD_REGS), lane_bases=[[0, 1, 0], [0, 2, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
+        warp_bases=as_lists(WARP_BASES), block_bases=[], shape=[BN, 4, 8])
+    # A half's words [BN, 4, 4] (kperm_gemm's layout), and the thread's scale word [BN, 4 (t)].
+    half_words: gl.constexpr = gl.DistributedLinearLayout(
+        reg_bases=as_lists(WORD_REGS), lane_bases=[[0, 1, 0], [0, 2, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0]],
+        warp_bases=as_lists(WARP_BASES), block_bases=[], shape=[BN, 4, 4])
+    scale_layout: gl.constexpr = gl.SliceLayout(2, half_words)
+    # x's trip [BM, 256] as the MMA reads it: the thread (g, t) holds K 64t .. 64t + 63 of row g (and g + 8).
+    x_trip: gl.constexpr = gl.DistributedLinearLayout(
+        reg_bases=as_lists(X_TRIP_REGS), lane_bases=[[0, 64], [0, 128], [1, 0], [2, 0], [4, 0]],
+        warp_bases=as_lists(X_WARP_BASES), block_bases=[], shape=[BM, TRIP])
+    # kperm_gemm's x layout for one half [BM, 128]: K 32t .. 32t + 31 of the half.
+    x_half: gl.constexpr = gl.DistributedLinearLayout(
+        reg_bases=as_lists(X_REGS), lane_bases=[[0, 32], [0, 64], [1, 0], [2, 0], [4, 0]],
+        warp_bases=as_lists(X_WARP_BASES), block_bases=[], shape=[BM, 128])
+    # x copied cooperatively, 16 bytes a thread and copy; a warp a row.
+    x_copy: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 8], threads_per_warp=[1, 32],
+                                            warps_per_cta=[WARPS, 1], order=[1, 0])
+    # The rings: one slot a trip in flight. Layouts are per slot (one rank less than the ring).
+    plain_3d: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[2, 1, 0])
+    plain_2d: gl.constexpr = gl.SwizzledSharedLayout(vec=1, per_phase=1, max_phase=1, order=[1, 0])
+    x_swizzle: gl.constexpr = gl.SwizzledSharedLayout(vec=8, per_phase=1, max_phase=8, order=[1, 0])
+    word_ring = gl.allocate_shared_memory(gl.uint32, [STAGES, BN, 4, 8], plain_3d)
+    scale_ring = gl.allocate_shared_memory(gl.uint32, [STAGES, BN, 4], plain_2d)
+    x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BM, TRIP], x_swizzle)
+
+    n0 = gl.program_id(0) * BN
+    trip_rows: gl.constexpr = gl.SliceLayout(2, trip_words)
+    rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, trip_rows))
+    ts = gl.arange(0, 4, layout=gl.SliceLayout(0, trip_rows))
+    ws = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(1, trip_words)))
+    word_src = words_ptr + (rows[:, None] * ((K // TRIP) * 32) + 8 * ts[None, :])[:, :, None] + ws[None, None, :]
+    rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, scale_layout))
+    ts = gl.arange(0, 4, layout=gl.SliceLayout(0, scale_layout))
+    scale_src = scale_ptr + rows[:, None] * ((K // TRIP) * 4) + ts[None, :]
+    x_rows = gl.arange(0, BM, layout=gl.SliceLayout(1, x_copy))
+    x_cols = gl.arange(0, TRIP, layout=gl.SliceLayout(0, x_copy))
+    x_src = x_ptr + x_rows[:, None] * stride_xm + x_cols[None, :]
+    x_mask = (x_rows < M)[:, None] & (x_cols >= 0)[None, :]
+    half_ws = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(1, half_words)))
+    first_block = (half_ws < 2)[None, None, :]
+
+    k_start = gl.program_id(1) * k_per_split
+    first_trip = k_start // TRIP
+    trips = (gl.minimum(K, k_start + k_per_split) - k_start) // TRIP
+    for s in gl.static_range(STAGES - 1):  # the ring's first trips; past the slice, its last trip again
+        trip = first_trip + gl.minimum(s, trips - 1)
+        async_copy.async_copy_global_to_shared(word_ring.index(s), word_src + trip * 32)
+        async_copy.async_copy_global_to_shared(scale_ring.index(s), scale_src + trip * 4)
+        async_copy.async_copy_global_to_shared(x_ring.index(s), x_src + trip * TRIP, mask=x_mask)
+        async_copy.commit_group()
+
+    acc = gl.zeros([BN, BM], gl.float32, layout=mma)
+    for i in range(trips):
+        async_copy.wait_group(STAGES - 2)  # trip i has landed (this thread's copies)
+        gl.thread_barrier()  # everyone's copies of trip i visible; everyone done with trip i - 1's slot
+        ahead = i + STAGES - 1
+        trip = first_trip + gl.minimum(ahead, trips - 1)
+        slot = ahead % STAGES
+        async_copy.async_copy_global_to_shared(word_ring.index(slot), word_src + trip * 32)
+        async_copy.async_copy_global_to_shared(scale_ring.index(slot), scale_src + trip * 4)
+        async_copy.async_copy_global_to_shared(x_ring.index(slot), x_src + trip * TRIP, mask=x_mask)
+        async_copy.commit_group()
+
+        slot = i % STAGES
+        scale_word = scale_ring.index(slot).load(scale_layout)  # blocks 4t .. 4t + 3 of each row
+        x_both = x_ring.index(slot).load(x_trip)
+        x_both = gl.permute(gl.reshape(x_both, [BM, 4, 2, 32]), [0, 1, 3, 2])  # [m, t, j, h]
+        x_low, x_high = gl.split(x_both)
+        for h in gl.static_range(2):
+            words = word_ring.index(slot).slice(4 * h, 4, dim=2).load(half_words)
+            two = _e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
+            scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
+                              ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
+            pairs = gl.join(gl.join(scaled(pair_bits(words, 0), scale2, True), scaled(pair_bits(words, 1), scale2, True)),
+                            gl.join(scaled(pair_bits(words, 2), scale2, True), scaled(pair_bits(words, 3), scale2, True)))
+            low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+            high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+            w = gl.permute(gl.join(low, high), [0, 2, 4, 3, 1, 5])  # as kperm_gemm
+            w = gl.convert_layout(gl.reshape(w, [BN, 128]), a_layout, assert_trivial=True)
+            x = x_low if h == 0 else x_high
+            x = gl.convert_layout(gl.reshape(x, [BM, 128]), x_half, assert_trivial=True)
+            x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 3, 4, 1, 5, 0])
+            x = gl.convert_layout(gl.reshape(x, [128, BM]), b_layout, assert_trivial=True)
+            acc = mma_v2(w, x, acc)
+    async_copy.wait_group(0)
+    store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma, ATOMIC,
+                 gl.program_id(1) == 0)
+
+
+def constexprs(bn: int, warps: int, bm: int, stages: int) -> dict:
+    """``kperm_gemm``'s layout bases for a half, the same for a whole trip (a thread's 8 words; its
+    64 neighbouring K of x), and the ring's depth."""
+    base = layout_constexprs(bn, warps, bm)
+    words, x = base["WORD_REGS"], base["X_REGS"]
+    return {**base, "STAGES": stages, "TRIP_WORD_REGS": words[:2] + ((0, 0, 4),) + words[2:],
+            "X_TRIP_REGS": x[:5] + ((0, 32),) + x[5:]}
+
+
+def pipelined_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, global_scale: torch.Tensor,
+                   bias: torch.Tensor | None, bn: int = 64, warps: int = 4, split: int = 1,
+                   stages: int = 4) -> torch.Tensor:
+    """Launch on ``prepack_nibbles`` words and the checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16,
+    K a multiple of 256. ``split`` as in ``kperm_gemm`` (fp32 zeroing and cast included)."""
+    m, k = x.shape
+    n = words.shape[0]
+    if m > 16 or n % bn or k % TRIP or x.stride(1) != 1 or x.stride(0) % 8:
+        raise ValueError(f"pipelined_gemm: needs M <= 16, N % {bn} == 0, K % {TRIP} == 0 and 16-byte rows of x")
+    trips = k // TRIP
+    k_per_split = -(-trips // split) * TRIP
+    y = torch.zeros(m, n, dtype=torch.float32, device=x.device) if split > 1 else \
+        torch.empty(m, n, dtype=x.dtype, device=x.device)
+    pipelined_gemm_kernel[(n // bn, -(-k // k_per_split))](
+        words.view(torch.uint32), block_scale.view(torch.uint32), x, global_scale, bias if bias is not None else x,
+        y, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, ATOMIC=split > 1, BN=bn, WARPS=warps,
+        **constexprs(bn, warps, 8 if m <= 8 else 16, stages), num_warps=warps)
+    return y.to(x.dtype) if split > 1 else y
+
+
+CONFIGS = ((64, 4, 4), (64, 4, 6), (128, 4, 4), (128, 8, 4))
+"""(BN, warps, stages) compiled and timed."""
+
+
+def main() -> None:
+    sys.path.insert(0, str(HERE.parent / "gluon_s17"))
+    from compile_probe import report
+    for bm in (8, 16):
+        for bn, warps, stages in CONFIGS:
+            c = {"HAS_BIAS": True, "ATOMIC": False, "BN": bn, "WARPS": warps, **constexprs(bn, warps, bm, stages)}
+            signature = {"words_ptr": "*u32", "scale_ptr": "*u32", "x_ptr": "*bf16", "global_scale_ptr": "*fp32",
+                         "bias_ptr": "*bf16", "y_ptr": "*bf16", "M": "i32", "N": "i32", "K": "i32",
+                         "k_per_split": "i32", "stride_xm": "i32", **dict.fromkeys(c, "constexpr")}
+            report(f"BM {bm}, BN {bn}, {warps} warps, {stages} stages", pipelined_gemm_kernel, signature, c, warps,
+                   bn * TRIP)
+
+
+if __name__ == "__main__":
+    main()
