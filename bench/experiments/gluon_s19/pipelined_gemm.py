@@ -15,6 +15,12 @@ The codes keep ``kperm_gemm.prepack_nibbles``'s order; scales and x are read as 
 ring's codes are unswizzled (each thread reads back what it copied; 8 wavefronts a read against 4
 at best), x's tile is swizzled in 16-byte units by row (4 wavefronts, the least).
 
+K can be split over programs (v31, after v30's first run): each slice stores its fp32 sums, takes
+a ticket from its column strip's counter, and the last to arrive sums the slices and writes y, as
+the library's fused kernel does since v28. (v30 added the slices atomically into a zeroed fp32
+output and cast it afterwards: two more kernels, which made every split slower than none at
+K = 3072; session 19, call 8.)
+
 Needs K a multiple of 256 and N of BN. ``python pipelined_gemm.py`` compiles it for sm_90 on the
 CPU machine; ``check_and_time.py`` here runs it on the GPU. NOT RUN on a GPU before that.
 """
@@ -47,13 +53,15 @@ def as_lists(bases):
 
 
 @gluon.jit
-def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, k_per_split,
-                          stride_xm, HAS_BIAS: gl.constexpr, ATOMIC: gl.constexpr, BN: gl.constexpr,
+def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, partial_ptr, counter_ptr,
+                          M, N, K, k_per_split, stride_xm, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr,
+                          BN: gl.constexpr,
                           BM: gl.constexpr, WARPS: gl.constexpr, STAGES: gl.constexpr,
                           WORD_REGS: gl.constexpr, TRIP_WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr,
                           X_REGS: gl.constexpr, X_TRIP_REGS: gl.constexpr, X_WARP_BASES: gl.constexpr):
     """One program: BN weight rows against all of x's rows (BM = 8 or 16 >= M), over K slice
-    ``program_id(1)`` (``k_per_split`` wide, a multiple of 256); ATOMIC (K split), it adds into fp32 ``y``."""
+    ``program_id(1)`` (``k_per_split`` wide, a multiple of 256) of SPLIT; split, the slices meet in
+    ``partial_ptr`` (fp32 ``[SPLIT, BM, N]``) and ``counter_ptr`` (int32 a column strip, zero between calls)."""
     TRIP: gl.constexpr = 256
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
@@ -146,8 +154,31 @@ def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_pt
             x = gl.convert_layout(gl.reshape(x, [128, BM]), b_layout, assert_trivial=True)
             acc = mma_v2(w, x, acc)
     async_copy.wait_group(0)
-    store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma, ATOMIC,
-                 gl.program_id(1) == 0)
+    if SPLIT == 1:
+        store_output(acc, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma)
+    else:
+        sum_slices(acc, n0, partial_ptr, counter_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM,
+                   mma, SPLIT)
+
+
+@gluon.jit
+def sum_slices(acc, n0, partial_ptr, counter_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS: gl.constexpr,
+               BN: gl.constexpr, BM: gl.constexpr, mma: gl.constexpr, SPLIT: gl.constexpr):
+    """Store this slice's sums; the column strip's last slice to arrive adds all SPLIT of them (read
+    from L2: L1 is not coherent with other SMs' stores), writes y and sets the counter back to zero.
+    The barrier puts every thread's stores before the ticket, whose release hands them to the
+    last slice's acquire."""
+    offsets = (gl.arange(0, BM, layout=gl.SliceLayout(0, mma))[None, :] * N
+               + (n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma)))[:, None])
+    gl.store(partial_ptr + gl.program_id(1) * (BM * N) + offsets, acc)
+    gl.thread_barrier()
+    ticket = gl.atomic_add(counter_ptr + gl.program_id(0), 1, sem="acq_rel")
+    if ticket == SPLIT - 1:
+        total = gl.zeros([BN, BM], gl.float32, layout=mma)
+        for s in gl.static_range(SPLIT):
+            total += gl.load(partial_ptr + s * (BM * N) + offsets, cache_modifier=".cg")
+        gl.store(counter_ptr + gl.program_id(0), 0)
+        store_output(total, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, HAS_BIAS, BN, BM, mma)
 
 
 def constexprs(bn: int, warps: int, bm: int, stages: int) -> dict:
@@ -159,27 +190,41 @@ def constexprs(bn: int, warps: int, bm: int, stages: int) -> dict:
             "X_TRIP_REGS": x[:5] + ((0, 32),) + x[5:]}
 
 
+_workspaces: dict = {}
+"""(device, split, BM, N, BN) -> (fp32 partial sums, int32 counters): made once, before any graph capture."""
+
+
+def workspace(device: torch.device, split: int, bm: int, n: int, bn: int) -> tuple[torch.Tensor, torch.Tensor]:
+    key = (device, split, bm, n, bn)
+    if key not in _workspaces:
+        _workspaces[key] = (torch.empty(split, bm, n, dtype=torch.float32, device=device),
+                            torch.zeros(n // bn, dtype=torch.int32, device=device))
+    return _workspaces[key]
+
+
 def pipelined_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, global_scale: torch.Tensor,
                    bias: torch.Tensor | None, bn: int = 64, warps: int = 4, split: int = 1,
                    stages: int = 4) -> torch.Tensor:
     """Launch on ``prepack_nibbles`` words and the checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16,
-    K a multiple of 256. ``split`` as in ``kperm_gemm`` (fp32 zeroing and cast included)."""
+    K a multiple of 256. ``split`` slices K (rounded to whole trips; fewer slices if K has too few)."""
     m, k = x.shape
     n = words.shape[0]
     if m > 16 or n % bn or k % TRIP or x.stride(1) != 1 or x.stride(0) % 8:
         raise ValueError(f"pipelined_gemm: needs M <= 16, N % {bn} == 0, K % {TRIP} == 0 and 16-byte rows of x")
     trips = k // TRIP
     k_per_split = -(-trips // split) * TRIP
-    y = torch.zeros(m, n, dtype=torch.float32, device=x.device) if split > 1 else \
-        torch.empty(m, n, dtype=x.dtype, device=x.device)
-    pipelined_gemm_kernel[(n // bn, -(-k // k_per_split))](
+    split = -(-k // k_per_split)
+    bm = 8 if m <= 8 else 16
+    partial, counter = workspace(x.device, split, bm, n, bn) if split > 1 else (x, x)
+    y = torch.empty(m, n, dtype=x.dtype, device=x.device)
+    pipelined_gemm_kernel[(n // bn, split)](
         words.view(torch.uint32), block_scale.view(torch.uint32), x, global_scale, bias if bias is not None else x,
-        y, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, ATOMIC=split > 1, BN=bn, WARPS=warps,
-        **constexprs(bn, warps, 8 if m <= 8 else 16, stages), num_warps=warps)
-    return y.to(x.dtype) if split > 1 else y
+        y, partial, counter, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, SPLIT=split, BN=bn,
+        WARPS=warps, **constexprs(bn, warps, bm, stages), num_warps=warps)
+    return y
 
 
-CONFIGS = ((64, 4, 4), (64, 4, 6), (128, 4, 4), (128, 8, 4))
+CONFIGS = ((64, 4, 2), (64, 4, 3), (64, 4, 4), (64, 4, 6), (128, 4, 4), (128, 8, 4))
 """(BN, warps, stages) compiled and timed."""
 
 
@@ -188,9 +233,10 @@ def main() -> None:
     from compile_probe import report
     for bm in (8, 16):
         for bn, warps, stages in CONFIGS:
-            c = {"HAS_BIAS": True, "ATOMIC": False, "BN": bn, "WARPS": warps, **constexprs(bn, warps, bm, stages)}
+            c = {"HAS_BIAS": True, "SPLIT": 2, "BN": bn, "WARPS": warps, **constexprs(bn, warps, bm, stages)}
             signature = {"words_ptr": "*u32", "scale_ptr": "*u32", "x_ptr": "*bf16", "global_scale_ptr": "*fp32",
-                         "bias_ptr": "*bf16", "y_ptr": "*bf16", "M": "i32", "N": "i32", "K": "i32",
+                         "bias_ptr": "*bf16", "y_ptr": "*bf16", "partial_ptr": "*fp32", "counter_ptr": "*i32",
+                         "M": "i32", "N": "i32", "K": "i32",
                          "k_per_split": "i32", "stride_xm": "i32", **dict.fromkeys(c, "constexpr")}
             report(f"BM {bm}, BN {bn}, {warps} warps, {stages} stages", pipelined_gemm_kernel, signature, c, warps,
                    bn * TRIP)
