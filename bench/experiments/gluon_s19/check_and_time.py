@@ -1,20 +1,24 @@
-"""Session 19, for the GPU: ``pipelined_gemm`` (v31: split K summed in the kernel) checked against float64, then timed against cuBLAS BF16,
-the library and ``kperm_gemm`` (its form without the ring) at issue #5's small-M points.
+"""Session 19, for the GPU: ``pipelined_gemm`` (v31: split K summed in the kernel; v32: ModelOpt's
+codes as they are) checked against float64, then timed against cuBLAS BF16, the library and
+``kperm_gemm`` (the form without the ring) at issue #5's small-M points.
 
 First a check on one small weight (two trips, fewer than the ring's slots; M = 1, 3, 11, 16; K split
-and not; three block-scale patterns as in ``gluon_s18/check_and_time.py``). Then, for each small-M
-weight and M in 1, 2, 4, 8, 16: the relative L2 error of every config and split against
+and not; prepacked and natural codes; block scales constant, cycling 1, 2, 4, 0.5, the quantizer's,
+and the quantizer's with every fifth block's scale zero while its codes are not). Then, for each
+small-M weight and M in 1, 2, 4, 8, 16: the relative L2 error of every config and split against
 ``x @ dequant(W)^T`` in float64, and GPU time by ``autotune.benchmark_ms`` (CUDA-graph replays, L2
 flushed before each, medians) of ``F.linear`` on the dequantized weight, the library's
 ``w4a16_gemm`` (tuned now if new), ``kperm_gemm`` at session 19's best config (64 rows, 4 warps,
-split 4) and ``pipelined_gemm`` at 64 rows and 4 warps with 2, 3 and 4 stages and K split 1, 2, 3,
-4, 6 and 8 ways. Call 8 of session 19 ran v30 (split by atomic adds) with 4-6 stages. Each row is printed and written to the JSON as soon as it is done.
+split 4), ``pipelined_gemm`` at 64 rows and 4 warps with 2, 3 and 4 stages and K split 1, 2, 3, 4,
+6 and 8 ways, and v32 (natural codes) in the config that won. Call 8 of session 19 ran v30 (split
+by atomic adds) with 4-6 stages. Each row is printed and written to the JSON as soon as it is done.
 
     PYTHONPATH=. python3 bench/experiments/gluon_s19/check_and_time.py [--json OUT]
 """
 
 import argparse
 import json
+import re
 import sys
 from pathlib import Path
 
@@ -47,18 +51,24 @@ def check() -> None:
     torch.manual_seed(0)
     q = quantize(torch.randn(256, 512, device="cuda", dtype=torch.bfloat16))
     cycle = torch.tensor([1.0, 2.0, 4.0, 0.5], device="cuda").repeat(q.block_scale.shape[1] // 4)
+    zeroed = q.block_scale.float().clone()
+    zeroed[:, ::5] = 0.0
     patterns = {"constant": torch.ones_like(q.block_scale, dtype=torch.float32),
-                "cycle by block": cycle.expand(q.shape[0], -1), "quantizer's": q.block_scale.float()}
+                "cycle by block": cycle.expand(q.shape[0], -1), "quantizer's": q.block_scale.float(),
+                "some zero": zeroed}
     bias = torch.randn(256, device="cuda", dtype=torch.bfloat16)
     for label, scales in patterns.items():
         w = NVFP4Weight(q.packed, scales.to(torch.float8_e4m3fn).contiguous(), q.global_scale, q.shape)
-        exact, words = w.dequantize(torch.float64), prepack_nibbles(w.packed)
+        exact = w.dequantize(torch.float64)
+        codes = {False: prepack_nibbles(w.packed), True: w.packed.view(torch.int32)}
         for m in (1, 3, 11, 16):
             x = torch.randn(m, 512, device="cuda", dtype=torch.bfloat16)
             ref = x.double() @ exact.T + bias.double()
-            errs = [f"{bn}x{warps}s{stages} split{split} {rel_err(pipelined_gemm(x, words, w.block_scale, w.global_scale, bias, bn, warps, split, stages), ref):.1e}"
-                    for bn, warps, stages in CONFIGS for split in (1, 2)]
-            print(f"check {label:15} M={m:2}: {', '.join(errs)}", flush=True)
+            errs = [max(rel_err(pipelined_gemm(x, codes[natural], w.block_scale, w.global_scale, bias, bn, warps,
+                                               split, stages, natural), ref)
+                        for bn, warps, stages in CONFIGS for split in (1, 2)) for natural in (False, True)]
+            print(f"check {label:15} M={m:2}: worst error over {len(CONFIGS)} configs x split 1, 2: "
+                  f"prepacked {errs[0]:.1e}, natural {errs[1]:.1e}", flush=True)
 
 
 def main() -> None:
@@ -87,6 +97,14 @@ def main() -> None:
                                                                        None))}
             for name, kernel in kernels.items():
                 row[name] = {"us": 1e3 * benchmark_ms(lambda: kernel(x)), "rel_err": rel_err(kernel(x), ref)}
+            won = min((v["us"], key) for key, v in row.items() if key.startswith("pipelined"))[1]
+            bn, warps, stages, split = (int(v) for v in re.findall(r"\d+", won.split(" ", 1)[1]))
+            natural = q.packed.view(torch.int32)
+            row[f"natural {won}"] = {
+                "us": 1e3 * benchmark_ms(lambda: pipelined_gemm(x, natural, q.block_scale, q.global_scale, None, bn,
+                                                                warps, split, stages, True)),
+                "rel_err": rel_err(pipelined_gemm(x, natural, q.block_scale, q.global_scale, None, bn, warps, split,
+                                                  stages, True), ref)}
             rows.append(row)
             timed = [(v["us"], key) for key, v in row.items() if isinstance(v, dict)]
             best = min(t for t in timed if t[1].startswith("pipelined"))
@@ -94,7 +112,8 @@ def main() -> None:
             gbps = (n * k * 0.5625) / (best[0] * 1e-6) / 1e9
             print(f"({m:2}, {n:5}, {k:5}) cuBLAS {row['cublas_us']:5.1f} us, library {row['library_us']:5.1f} "
                   f"({row['cublas_us'] / row['library_us']:.2f}x), kperm {row['kperm bn64w4 split4']['us']:5.1f}, "
-                  f"best {best[0]:5.1f} {best[1]} ({row['cublas_us'] / best[0]:.2f}x, {gbps:4.0f} GB/s); "
+                  f"best {best[0]:5.1f} {best[1]} ({row['cublas_us'] / best[0]:.2f}x, {gbps:4.0f} GB/s), "
+                  f"natural {row['natural ' + won]['us']:5.1f}; "
                   f"worst error {worst_err:.1e}", flush=True)
             if out:
                 out.write_text(json.dumps(rows, indent=1))

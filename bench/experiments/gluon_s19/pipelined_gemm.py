@@ -37,12 +37,26 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "gluon_s17"))
 sys.path.insert(0, str(HERE.parent / "gluon_s18"))
 
-from kperm_gemm import _e4m3_pair_to_bf16, layout_constexprs  # noqa: E402
+from kperm_gemm import layout_constexprs  # noqa: E402
 from prepacked_probe import pair_bits, scaled  # noqa: E402
 from registers_gemm import store_output  # noqa: E402
 
 TRIP = 256
 """K per trip: a thread's 64 of it are two ``kperm_gemm`` tiles' worth and 4 scale bytes."""
+
+
+@gluon.jit
+def e4m3_pair_to_bf16(two):
+    """16-bit pairs of E4M3 scales (uint32, low half used) -> bf16x2 patterns worth ``e4m3 * 2**119``.
+
+    ``cvt.rn.f16x2.e4m3x2`` is exact; each fp16 pattern's exponent and mantissa then move to bf16's
+    fields (value ``e4m3 * 2**-112``) and the exponent is rebiased by 231 where the half is not
+    zero (``kperm_gemm``'s form rebiased zero too, to 2**104, wrong where a block's scale is zero
+    and its codes are not). Scales are non-negative; NaN is not handled."""
+    return gl.inline_asm_elementwise(
+        "{ .reg .b16 lo; .reg .b32 h, m, z; cvt.u16.u32 lo, $1; cvt.rn.f16x2.e4m3x2 h, lo; mov.b32 z, 0; "
+        "set.ne.u32.f16x2 m, h, z; shr.b32 h, h, 3; and.b32 h, h, 0x0FFF0FFF; and.b32 m, m, 0x73807380; "
+        "add.u32 $0, h, m; }", "=r,r", [two], dtype=gl.uint32, is_pure=True, pack=1)
 
 
 @gluon.constexpr_function
@@ -55,13 +69,15 @@ def as_lists(bases):
 @gluon.jit
 def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, partial_ptr, counter_ptr,
                           M, N, K, k_per_split, stride_xm, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr,
-                          BN: gl.constexpr,
+                          NATURAL: gl.constexpr, BN: gl.constexpr,
                           BM: gl.constexpr, WARPS: gl.constexpr, STAGES: gl.constexpr,
                           WORD_REGS: gl.constexpr, TRIP_WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr,
                           X_REGS: gl.constexpr, X_TRIP_REGS: gl.constexpr, X_WARP_BASES: gl.constexpr):
     """One program: BN weight rows against all of x's rows (BM = 8 or 16 >= M), over K slice
     ``program_id(1)`` (``k_per_split`` wide, a multiple of 256) of SPLIT; split, the slices meet in
-    ``partial_ptr`` (fp32 ``[SPLIT, BM, N]``) and ``counter_ptr`` (int32 a column strip, zero between calls)."""
+    ``partial_ptr`` (fp32 ``[SPLIT, BM, N]``) and ``counter_ptr`` (int32 a column strip, zero between calls).
+    NATURAL (v32): the words are ModelOpt's own, so nibbles i and i + 4 (a decoded pair) are elements i
+    and i + 4; x's elements are paired the same way in registers (no prepack)."""
     TRIP: gl.constexpr = 256
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
@@ -139,7 +155,7 @@ def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_pt
         x_low, x_high = gl.split(x_both)
         for h in gl.static_range(2):
             words = word_ring.index(slot).slice(4 * h, 4, dim=2).load(half_words)
-            two = _e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
+            two = e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
             scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
                               ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
             pairs = gl.join(gl.join(scaled(pair_bits(words, 0), scale2, True), scaled(pair_bits(words, 1), scale2, True)),
@@ -150,8 +166,12 @@ def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_pt
             w = gl.convert_layout(gl.reshape(w, [BN, 128]), a_layout, assert_trivial=True)
             x = x_low if h == 0 else x_high
             x = gl.convert_layout(gl.reshape(x, [BM, 128]), x_half, assert_trivial=True)
-            x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 3, 4, 1, 5, 0])
-            x = gl.convert_layout(gl.reshape(x, [128, BM]), b_layout, assert_trivial=True)
+            if NATURAL:  # [m, t, w, s, a, b]: K 32t + 8w + 4s + 2a + b, paired as the codes are
+                x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 4, 5, 1, 3, 0])
+                x = gl.convert_layout(gl.reshape(x, [128, BM]), b_layout)  # moves within each thread
+            else:  # [m, t, w, a, b, s]: K 32t + 8w + 4a + 2b + s
+                x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 3, 4, 1, 5, 0])
+                x = gl.convert_layout(gl.reshape(x, [128, BM]), b_layout, assert_trivial=True)
             acc = mma_v2(w, x, acc)
     async_copy.wait_group(0)
     if SPLIT == 1:
@@ -204,9 +224,10 @@ def workspace(device: torch.device, split: int, bm: int, n: int, bn: int) -> tup
 
 def pipelined_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tensor, global_scale: torch.Tensor,
                    bias: torch.Tensor | None, bn: int = 64, warps: int = 4, split: int = 1,
-                   stages: int = 4) -> torch.Tensor:
-    """Launch on ``prepack_nibbles`` words and the checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16,
-    K a multiple of 256. ``split`` slices K (rounded to whole trips; fewer slices if K has too few)."""
+                   stages: int = 4, natural: bool = False) -> torch.Tensor:
+    """Launch on ``prepack_nibbles`` words (``natural``: ModelOpt's packed codes viewed as int32) and the
+    checkpoint's E4M3 scales; x ``[M, K]`` bf16, M <= 16, K a multiple of 256. ``split`` slices K
+    (rounded to whole trips; fewer slices if K has too few)."""
     m, k = x.shape
     n = words.shape[0]
     if m > 16 or n % bn or k % TRIP or x.stride(1) != 1 or x.stride(0) % 8:
@@ -219,7 +240,8 @@ def pipelined_gemm(x: torch.Tensor, words: torch.Tensor, block_scale: torch.Tens
     y = torch.empty(m, n, dtype=x.dtype, device=x.device)
     pipelined_gemm_kernel[(n // bn, split)](
         words.view(torch.uint32), block_scale.view(torch.uint32), x, global_scale, bias if bias is not None else x,
-        y, partial, counter, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, SPLIT=split, BN=bn,
+        y, partial, counter, m, n, k, k_per_split, x.stride(0), HAS_BIAS=bias is not None, SPLIT=split,
+        NATURAL=natural, BN=bn,
         WARPS=warps, **constexprs(bn, warps, bm, stages), num_warps=warps)
     return y
 
@@ -229,17 +251,20 @@ CONFIGS = ((64, 4, 2), (64, 4, 3), (64, 4, 4), (64, 4, 6), (128, 4, 4), (128, 8,
 
 
 def main() -> None:
+    """Compile every config for sm_90 (split form) and print its size; natural codes at 64 rows, 4 warps."""
     sys.path.insert(0, str(HERE.parent / "gluon_s17"))
     from compile_probe import report
-    for bm in (8, 16):
-        for bn, warps, stages in CONFIGS:
-            c = {"HAS_BIAS": True, "SPLIT": 2, "BN": bn, "WARPS": warps, **constexprs(bn, warps, bm, stages)}
-            signature = {"words_ptr": "*u32", "scale_ptr": "*u32", "x_ptr": "*bf16", "global_scale_ptr": "*fp32",
-                         "bias_ptr": "*bf16", "y_ptr": "*bf16", "partial_ptr": "*fp32", "counter_ptr": "*i32",
-                         "M": "i32", "N": "i32", "K": "i32",
-                         "k_per_split": "i32", "stride_xm": "i32", **dict.fromkeys(c, "constexpr")}
-            report(f"BM {bm}, BN {bn}, {warps} warps, {stages} stages", pipelined_gemm_kernel, signature, c, warps,
-                   bn * TRIP)
+    forms = [(False, bm, *c) for bm in (8, 16) for c in CONFIGS]
+    forms += [(True, bm, 64, 4, stages) for bm in (8, 16) for stages in (2, 3, 4)]
+    for natural, bm, bn, warps, stages in forms:
+        c = {"HAS_BIAS": True, "SPLIT": 2, "NATURAL": natural, "BN": bn, "WARPS": warps,
+             **constexprs(bn, warps, bm, stages)}
+        signature = {"words_ptr": "*u32", "scale_ptr": "*u32", "x_ptr": "*bf16", "global_scale_ptr": "*fp32",
+                     "bias_ptr": "*bf16", "y_ptr": "*bf16", "partial_ptr": "*fp32", "counter_ptr": "*i32",
+                     "M": "i32", "N": "i32", "K": "i32", "k_per_split": "i32", "stride_xm": "i32",
+                     **dict.fromkeys(c, "constexpr")}
+        label = f"{'natural codes, ' if natural else ''}BM {bm}, BN {bn}, {warps} warps, {stages} stages"
+        report(label, pipelined_gemm_kernel, signature, c, warps, bn * TRIP)
 
 
 if __name__ == "__main__":
