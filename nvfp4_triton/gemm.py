@@ -243,12 +243,12 @@ def w4a8_runner(x: torch.Tensor, packed: torch.Tensor, block_scale: torch.Tensor
         if not isinstance(cfg, Fp8Config):
             return _bind_w4a16(cfg, x, packed, scale_bits, global_scale, bias, gelu)
         one_launch = quantized is None and k <= ONE_LAUNCH_MAX_K
+        fused = _fused_fallback(x, packed, scale_bits, global_scale, bias, gelu)
 
         def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
             w8 = scratch.dense_buffer(n, k, torch.float8_e4m3fn, x.device, fresh=traced(x))
-            if w8 is None:  # scratch capped or off since tuning: the fused kernel
-                fused = default_config(x.shape[0], n, k)
-                return _bind_w4a16(fused, x, packed, scale_bits, global_scale, bias, gelu)(x, out)
+            if w8 is None:
+                return fused(x, out)
             if one_launch:
                 rows = fp8_operands(x, w8, packed, scale_bits, multipliers, cfg)
             else:  # fp8_gemm quantizes x if the caller did not
@@ -323,10 +323,12 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
     m, k = x.shape
     n = packed.shape[0]
     if isinstance(cfg, TwoPassConfig):
+        fused = _fused_fallback(x, packed, scale_bits, global_scale, bias, gelu)
+
         def two_pass(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
             w = scratch.dense_buffer(n, k, x.dtype, x.device, fresh=traced(x))
-            if w is None:  # scratch capped or off since tuning: the fused kernel
-                return _bind_w4a16(default_config(m, n, k), x, packed, scale_bits, global_scale, bias, gelu)(x, out)
+            if w is None:
+                return fused(x, out)
             dequantize_into(w, packed, scale_bits, global_scale, cfg)
             return _cublas(x, w, bias, out, gelu)
         return two_pass
@@ -360,6 +362,20 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
             _gemm_kernel(grid, x, words, scale_bits, global_scale, bias_arg, y, partial, counters,
                          m, n, k, k_per_split, x.stride(0), x.stride(1), y.stride(0), y.stride(1), **options)
         return y
+    return run
+
+
+def _fused_fallback(x: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor, global_scale: torch.Tensor,
+                    bias: torch.Tensor | None, gelu: bool) -> Runner:
+    """The fused kernel's default config, for a scratch strategy whose dense weight the scratch limit
+    has forbidden since tuning. Bound on its first call and kept: most runners never need it."""
+    bound: list[Runner] = []
+
+    def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        if not bound:
+            m, n, k = x.shape[0], packed.shape[0], x.shape[1]
+            bound.append(_bind_w4a16(default_config(m, n, k), x, packed, scale_bits, global_scale, bias, gelu))
+        return bound[0](x, out)
     return run
 
 

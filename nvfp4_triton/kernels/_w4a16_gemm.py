@@ -61,6 +61,14 @@ def store_output(sums, global_scale_ptr, bias_ptr, y_ptr, offs_m, offs_n, mask_m
 
 
 @triton.jit
+def splitk_store(partial_ptr, sums, offs_m, offs_n, mask, M, N):
+    """This program's slice of fp32 partial sums into ``[SPLIT_K, M, N]`` at ``[offs_m, offs_n]``
+    (slice ``program_id(1)``), for ``splitk_sum``."""
+    rows = tl.program_id(1) * M + offs_m
+    tl.store(partial_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], sums, mask=mask)
+
+
+@triton.jit
 def splitk_arrive(counter_ptr, tile, SPLIT_K: tl.constexpr):
     """Called by each of an output tile's SPLIT_K programs once its partial sums are stored: True in
     the last one to arrive, which then owns the tile's sum. That one also sets the tile's counter
@@ -192,8 +200,7 @@ def w4a16_gemm_kernel(
                      HAS_BIAS, GELU_TANH)
     else:
         mask_y = mask_m[:, None] & mask_n[None, :]
-        rows = tl.program_id(1) * M + offs_m
-        tl.store(partial_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], acc, mask=mask_y)
+        splitk_store(partial_ptr, acc, offs_m, offs_n, mask_y, M, N)
         if splitk_arrive(counter_ptr, pid, SPLIT_K):
             store_output(splitk_sum(partial_ptr, offs_m, offs_n, mask_y, M, N, SPLIT_K), global_scale_ptr, bias_ptr,
                          y_ptr, offs_m, offs_n, mask_m, mask_n, stride_ym, stride_yn, HAS_BIAS, GELU_TANH)

@@ -21,7 +21,7 @@ import triton
 import triton.language as tl
 
 from ._nvfp4_decode import e4m3_to_f16, nibble_pair_e2m1_f32
-from ._w4a16_gemm import splitk_arrive, splitk_sum, store_output
+from ._w4a16_gemm import splitk_arrive, splitk_store, splitk_sum, store_output
 
 
 @triton.jit
@@ -118,9 +118,7 @@ def w4a16_gemv_kernel(
             store_output(tl.sum(acc, axis=2), global_scale_ptr, bias_ptr, y_ptr, offs_m, offs_n, mask_m, mask_n,
                          stride_ym, stride_yn, HAS_BIAS, GELU_TANH)
         else:
-            rows = tl.program_id(1) * M + offs_m
-            tl.store(partial_ptr + rows.to(tl.int64)[:, None] * N + offs_n[None, :], tl.sum(acc, axis=2),
-                     mask=mask_m[:, None] & mask_n[None, :])
+            splitk_store(partial_ptr, tl.sum(acc, axis=2), offs_m, offs_n, mask_m[:, None] & mask_n[None, :], M, N)
     if SPLIT_K > 1:
         if splitk_arrive(counter_ptr, tl.program_id(0), SPLIT_K):
             for m0 in range(0, M, BLOCK_M):
