@@ -24,11 +24,12 @@ import torch.nn.functional as F
 sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from nvfp4_triton import NVFP4Weight, quantize  # noqa: E402
+from nvfp4_triton import quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms  # noqa: E402
 from nvfp4_triton.gemm import w4a16_gemm  # noqa: E402
 from kperm_gemm import kperm_gemm, prepack_nibbles  # noqa: E402
 from registers_gemm import CONFIGS, prepack, registers_gemm  # noqa: E402
+from scale_patterns import scale_patterns  # noqa: E402
 
 SPLITS = (1, 2, 4)
 """K slices a column strip for ``kperm_gemm``: at BN = 64 the weights give 48-288 strips for 132 SMs."""
@@ -42,12 +43,7 @@ def diagnose() -> None:
     the quantizer's own. Errors near 2e-3 under all three point away from the scales."""
     torch.manual_seed(0)
     q = quantize(torch.randn(256, 512, device="cuda", dtype=torch.bfloat16))
-    blocks = q.block_scale.shape[1]
-    cycle = torch.tensor([1.0, 2.0, 4.0, 0.5], device="cuda").repeat(blocks // 4)
-    patterns = {"constant": torch.ones_like(q.block_scale, dtype=torch.float32),
-                "cycle by block": cycle.expand(q.shape[0], -1), "quantizer's": q.block_scale.float()}
-    for label, scales in patterns.items():
-        w = NVFP4Weight(q.packed, scales.to(torch.float8_e4m3fn).contiguous(), q.global_scale, q.shape)
+    for label, w in scale_patterns(q).items():
         exact = w.dequantize(torch.float64)
         words, bf16_scales = prepack(w.packed, w.block_scale)
         nibbles = prepack_nibbles(w.packed)

@@ -65,6 +65,23 @@ def _e4m3_pair_to_bf16(two):
 
 
 @gluon.jit
+def a_tile(words, two, first_block, BN: gl.constexpr, a_layout: gl.constexpr):
+    """One 128-wide tile's words ``[BN, 4 (t), 4 (w)]`` and their scale pairs ``two`` (bf16x2 ``[BN, 4]``:
+    blocks 2t, 2t + 1) -> the MMA's bf16 A operand ``[BN, 128]``: pair i = 2a + b of word w lands at
+    k-slot ``32w + 16a + 8b + 2t + s`` with nothing moved (``assert_trivial``). With
+    ``prepack_nibbles``'s order that pair is K ``32t + 8w + 4a + 2b + s``; with ModelOpt's own
+    (``gluon_s19``'s natural form) K ``32t + 8w + 2a + b + 4s``. x must follow the same order."""
+    scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
+                      ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
+    pairs = gl.join(gl.join(scaled(pair_bits(words, 0), scale2, True), scaled(pair_bits(words, 1), scale2, True)),
+                    gl.join(scaled(pair_bits(words, 2), scale2, True), scaled(pair_bits(words, 3), scale2, True)))
+    low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+    high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
+    w = gl.permute(gl.join(low, high), [0, 2, 4, 3, 1, 5])  # [n, w, a, b, t, s]
+    return gl.convert_layout(gl.reshape(w, [BN, 128]), a_layout, assert_trivial=True)
+
+
+@gluon.jit
 def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, k_per_split,
                       stride_xm, HAS_BIAS: gl.constexpr, SPLIT: gl.constexpr, BN: gl.constexpr, BM: gl.constexpr,
                       WARPS: gl.constexpr,
@@ -102,15 +119,7 @@ def kperm_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
     for k0 in range(k_start, gl.minimum(K, k_start + k_per_split), BK):
         words = gl.load(word_ptrs + k0 // 8)
         two = _e4m3_pair_to_bf16(gl.load(scale_ptrs + k0 // 32).to(gl.uint32))  # blocks 2t (low), 2t + 1
-        scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
-                          ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
-        pairs = gl.join(gl.join(scaled(pair_bits(words, 0), scale2, True), scaled(pair_bits(words, 1), scale2, True)),
-                        gl.join(scaled(pair_bits(words, 2), scale2, True), scaled(pair_bits(words, 3), scale2, True)))
-        # pairs [n, t, w, b, a]: K 32t + 8w + 4a + 2b and the next
-        low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-        high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-        w = gl.permute(gl.join(low, high), [0, 2, 4, 3, 1, 5])  # [n, w, a, b, t, s]: slot 32w + 16a + 8b + 2t + s
-        w = gl.convert_layout(gl.reshape(w, [BN, BK]), a_layout, assert_trivial=True)
+        w = a_tile(words, two, first_block, BN, a_layout)
         x = gl.load(x_ptrs + k0, mask=x_mask, other=0.0)
         x = gl.permute(gl.reshape(x, [BM, 4, 4, 2, 2, 2]), [2, 3, 4, 1, 5, 0])  # [w, a, b, t, s, m]
         x = gl.convert_layout(gl.reshape(x, [BK, BM]), b_layout, assert_trivial=True)

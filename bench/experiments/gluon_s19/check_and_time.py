@@ -30,11 +30,12 @@ sys.path.insert(0, str(HERE.parents[2]))
 sys.path.insert(0, str(HERE.parent / "gluon_s18"))
 sys.path.insert(0, str(HERE))
 
-from nvfp4_triton import NVFP4Weight, quantize  # noqa: E402
+from nvfp4_triton import quantize  # noqa: E402
 from nvfp4_triton.autotune import benchmark_ms  # noqa: E402
 from nvfp4_triton.gemm import w4a16_gemm  # noqa: E402
 from kperm_gemm import kperm_gemm, prepack_nibbles  # noqa: E402
 from pipelined_gemm import CONFIGS, pipelined_gemm  # noqa: E402
+from scale_patterns import scale_patterns  # noqa: E402
 
 SPLITS = (1, 2, 3, 4, 6, 8)
 WEIGHTS = [(18432, 3072), (9216, 3072), (12288, 3072), (3072, 12288)]
@@ -50,15 +51,8 @@ def check() -> None:
     """Errors on a [256, 512] weight: fewer trips (2) than ring slots, ragged M, split K, scale patterns."""
     torch.manual_seed(0)
     q = quantize(torch.randn(256, 512, device="cuda", dtype=torch.bfloat16))
-    cycle = torch.tensor([1.0, 2.0, 4.0, 0.5], device="cuda").repeat(q.block_scale.shape[1] // 4)
-    zeroed = q.block_scale.float().clone()
-    zeroed[:, ::5] = 0.0
-    patterns = {"constant": torch.ones_like(q.block_scale, dtype=torch.float32),
-                "cycle by block": cycle.expand(q.shape[0], -1), "quantizer's": q.block_scale.float(),
-                "some zero": zeroed}
     bias = torch.randn(256, device="cuda", dtype=torch.bfloat16)
-    for label, scales in patterns.items():
-        w = NVFP4Weight(q.packed, scales.to(torch.float8_e4m3fn).contiguous(), q.global_scale, q.shape)
+    for label, w in scale_patterns(q, with_zeros=True).items():
         exact = w.dequantize(torch.float64)
         codes = {False: prepack_nibbles(w.packed), True: w.packed.view(torch.int32)}
         for m in (1, 3, 11, 16):

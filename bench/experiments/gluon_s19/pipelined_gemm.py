@@ -37,8 +37,7 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "gluon_s17"))
 sys.path.insert(0, str(HERE.parent / "gluon_s18"))
 
-from kperm_gemm import layout_constexprs  # noqa: E402
-from prepacked_probe import pair_bits, scaled  # noqa: E402
+from kperm_gemm import a_tile, layout_constexprs  # noqa: E402
 from registers_gemm import store_output  # noqa: E402
 
 TRIP = 256
@@ -156,14 +155,7 @@ def pipelined_gemm_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_pt
         for h in gl.static_range(2):
             words = word_ring.index(slot).slice(4 * h, 4, dim=2).load(half_words)
             two = e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
-            scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
-                              ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
-            pairs = gl.join(gl.join(scaled(pair_bits(words, 0), scale2, True), scaled(pair_bits(words, 1), scale2, True)),
-                            gl.join(scaled(pair_bits(words, 2), scale2, True), scaled(pair_bits(words, 3), scale2, True)))
-            low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-            high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-            w = gl.permute(gl.join(low, high), [0, 2, 4, 3, 1, 5])  # as kperm_gemm
-            w = gl.convert_layout(gl.reshape(w, [BN, 128]), a_layout, assert_trivial=True)
+            w = a_tile(words, two, first_block, BN, a_layout)
             x = x_low if h == 0 else x_high
             x = gl.convert_layout(gl.reshape(x, [BM, 128]), x_half, assert_trivial=True)
             if NATURAL:  # [m, t, w, s, a, b]: K 32t + 8w + 4s + 2a + b, paired as the codes are
