@@ -15,6 +15,7 @@ Arguments are specialized as Triton specializes them at a launch with the given 
     python bench/kernel_asm.py fused --shape 4096 3072 3072 --config 128 128 64 8 4 4 --dump /tmp/asm
     python bench/kernel_asm.py fp8-quant --shape 4608 1 15360 --config 16384 8
     python bench/kernel_asm.py fp8-operands --shape 512 3072 12288 --config 16 512 4
+    python bench/kernel_asm.py ring --shape 8 18432 3072 --config 64 4 3 2
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ from pathlib import Path
 
 import triton
 from triton.backends.compiler import GPUTarget
+from triton.experimental.gluon._runtime import GluonASTSource, GluonJITFunction
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
@@ -40,6 +42,8 @@ from nvfp4_triton.kernels._dequant import nvfp4_dequant_kernel  # noqa: E402
 from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
+from nvfp4_triton.kernels._w4a16_ring import TRIP, w4a16_ring_kernel  # noqa: E402
+from nvfp4_triton.ring import layouts  # noqa: E402
 
 
 def _fused(m, n, k, cfg):
@@ -60,6 +64,17 @@ def _gemv(m, n, k, cfg):
                 k_per_split=k_per_split, stride_xm=k // 4, stride_ym=n, stride_yn=1, X_BF16=True,
                 HAS_BIAS=True, GELU_TANH=False, BLOCK_M=bm, BLOCK_N=bn, BLOCK_K=bk, SPLIT_K=split)
     return w4a16_gemv_kernel, args, warps, 1, bn * bk
+
+
+def _ring(m, n, k, cfg):
+    bn, warps, stages, split_k = (cfg + [64, 4, 3, 1][len(cfg):])
+    k_per_split, split = k_slices(k, TRIP, split_k)
+    bm = 8 if m <= 8 else 16
+    args = dict(words_ptr="*i32", scale_ptr="*i32", x_ptr="*bf16", global_scale_ptr="*fp32", bias_ptr="*bf16",
+                y_ptr="*bf16", partial_ptr="*fp32", counter_ptr="*i32", M=m, N=n, K=k, k_per_split=k_per_split,
+                stride_xm=k, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False, SPLIT=split, BN=bn, BM=bm,
+                WARPS=warps, STAGES=stages, **layouts(bn, warps, bm))
+    return w4a16_ring_kernel, args, warps, 1, bn * TRIP
 
 
 def _dequant(out_type):
@@ -95,7 +110,7 @@ def _fp8_operands(m, n, k, cfg):
     return fp8_operands_kernel, args, max(warps, row_warps), 1, bn * bk  # the warps fp8_operands launches with
 
 
-KERNELS = {"fused": _fused, "gemv": _gemv, "dequant": _dequant("*bf16"),
+KERNELS = {"fused": _fused, "gemv": _gemv, "ring": _ring, "dequant": _dequant("*bf16"),
            "dequant-fp8": _dequant("*u8"),
            "fp8-quant": _fp8_quant, "fp8-operands": _fp8_operands, "nvfp4-quant": _nvfp4_quant}
 
@@ -118,7 +133,8 @@ def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int):
             signature[name] = "i32"
             if value % 16 == 0 and name not in unspecialized:
                 attrs[(index,)] = [["tt.divisibility", 16]]
-    source = triton.compiler.ASTSource(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
+    source_type = GluonASTSource if isinstance(fn, GluonJITFunction) else triton.compiler.ASTSource
+    source = source_type(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
     return triton.compile(source, target=GPUTarget("cuda", arch, 32),
                           options={"num_warps": warps, "num_stages": stages})
 

@@ -29,12 +29,12 @@ from dataclasses import dataclass, replace
 import torch
 import triton
 
-from . import scratch
+from . import ring, scratch
 from .cache import compiled
 from .cache.keys import environment
 from .cache.store import TuningStore, cache_root, warn_once
-from .tiling import (MIN_BLOCK_K, Fp8Config, GemmConfig, GemvConfig, TileConfig, TwoPassConfig, config_from_dict,
-                     config_to_dict, default_config)
+from .tiling import (MIN_BLOCK_K, Fp8Config, GemmConfig, GemvConfig, RingConfig, TileConfig, TwoPassConfig,
+                     config_from_dict, config_to_dict, default_config)
 
 AUTOTUNE_ENV = "NVFP4_TRITON_AUTOTUNE"
 BENCH_WARMUP_MS = 5
@@ -84,9 +84,17 @@ least two K tiles: a ``[3072, 12288]`` weight gives 96-192 programs unsplit, too
 H200's 132 SMs with enough loads in flight."""
 
 
-def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig | GemvConfig]:
+_RING = [RingConfig(64, 4, stages) for stages in (2, 3, 4)]
+"""Ring kernel configs (64 rows a program, 4 warps), each also split in K (``_SPLITS``). On an H200 64
+rows and 4 warps beat 128 rows at every small-M FLUX shape (bench/NOTES.md, v30); fewer stages
+leave room for more programs an SM."""
+
+
+def candidate_configs(bucket: int, n: int, k: int, max_shared: int, dtype: torch.dtype = torch.bfloat16,
+                      device: torch.device | None = None) -> list[GemmConfig]:
     """Configs worth timing for one key: fused tiles no larger than needed and fitting in shared memory
-    (split in K too at M <= 16), and at M <= 4 the GEMV kernel's."""
+    (split in K too at M <= 16), at M <= 4 the GEMV kernel's, and where ``ring.offered`` the ring
+    kernel's (``device``: None, the current CUDA device)."""
     k_cap = max(MIN_BLOCK_K, triton.next_power_of_2(k))
     gemv = [GemvConfig(bm, bn, min(bk, k_cap), w) for bm, bn, bk, w in _GEMV if bm <= max(bucket, 2)] \
         if bucket <= 4 else []
@@ -94,7 +102,10 @@ def candidate_configs(bucket: int, n: int, k: int, max_shared: int) -> list[Tile
     if bucket <= 16:
         tiles += [replace(c, split_k=s) for c in tiles for s in _SPLITS if -(-k // c.block_k) >= 2 * s]
     gemv += [replace(c, split_k=s) for c in gemv for s in _SPLITS if -(-k // c.block_k) >= 2 * s]
-    return [*dict.fromkeys(tiles), *dict.fromkeys(gemv)]
+    rings = []
+    if ring.offered(bucket, n, k, dtype, device or torch.device("cuda")):
+        rings = _RING + [replace(c, split_k=s) for c in _RING for s in _SPLITS if k // ring.TRIP >= 2 * s]
+    return [*dict.fromkeys(tiles), *dict.fromkeys(gemv), *rings]
 
 
 def _tile_candidates(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:
@@ -183,7 +194,8 @@ class Tuner:
         runnable = []
         # First pass: compile and run every candidate once. Compiling leaves the GPU idle and its
         # clocks drop, so these times are discarded and all candidates are timed again below.
-        for cfg in [*candidate_configs(bucket, n, k, device_shared_memory(index)), *extra()]:
+        device = torch.device("cuda", index)
+        for cfg in [*candidate_configs(bucket, n, k, device_shared_memory(index), dtype, device), *extra()]:
             if _attempt(bench, cfg, name) is not None:
                 runnable.append(cfg)
         timings = [(ms, cfg) for cfg in runnable if (ms := _attempt(bench, cfg, name)) is not None]

@@ -2,8 +2,8 @@
 
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
-  (``GemvConfig``), or two-pass, dequantize into the scratch buffer then cuBLAS
-  (``TwoPassConfig``). The fused kernel and the GEMV may split K across programs where the weight
+  (``GemvConfig``), at M <= 11 on Ada and Hopper the ring kernel (``RingConfig``, see ``ring``),
+  or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``). The fused kernel and the GEMV may split K across programs where the weight
   has too few output rows to fill the GPU (the last program of each output tile sums the slices);
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer and quantize the activations per
@@ -23,7 +23,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import fp8, scratch
+from . import fp8, ring, scratch
 from .autotune import (FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, check_agreement, compile_scope,
                        m_bucket)
 from .cache.keys import kernel_source_hash
@@ -32,7 +32,8 @@ from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
 from .kernels._w4a16_gemv import w4a16_gemv_kernel
-from .tiling import Fp8Config, GemmConfig, GemvConfig, TwoPassConfig, default_config, default_fp8_config
+from .tiling import (Fp8Config, GemmConfig, GemvConfig, RingConfig, TwoPassConfig, default_config, default_fp8_config,
+                     describe)
 from .weight import random_weight
 
 tuner = Tuner("w4a16_gemm")
@@ -40,6 +41,7 @@ fp8_tuner = Tuner("w4a8_gemm", default=default_fp8_config, tolerance=0.1)  # FP8
 _gemm_kernel = Kernel(w4a16_gemm_kernel)
 _gemv_kernel = Kernel(w4a16_gemv_kernel)
 _dequant_kernel = Kernel(nvfp4_dequant_kernel)
+_ring_kernel = Kernel(ring.w4a16_ring_kernel) if ring.w4a16_ring_kernel is not None else None
 
 
 def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
@@ -319,9 +321,11 @@ def dequantize_into(out: torch.Tensor, packed: torch.Tensor, scale_bits: torch.T
 
 def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor,
                 global_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool) -> Runner:
-    """The runner of one W4A16 config: two-pass, the fused kernel or the GEMV."""
+    """The runner of one W4A16 config: two-pass, the fused kernel, the GEMV or the ring kernel."""
     m, k = x.shape
     n = packed.shape[0]
+    if isinstance(cfg, RingConfig):
+        return _bind_ring(cfg, x, packed, scale_bits, global_scale, bias, gelu)
     if isinstance(cfg, TwoPassConfig):
         fused = _fused_fallback(x, packed, scale_bits, global_scale, bias, gelu)
 
@@ -336,7 +340,7 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
     gemv = isinstance(cfg, GemvConfig)
     tiles = cdiv(n, cfg.block_n) * (1 if gemv else cdiv(m, cfg.block_m))
     grid = (tiles, split)
-    words = _int64_view(packed)  # both kernels read the codes 16 to a word
+    words = _word_view(packed, torch.int64)  # both kernels read the codes 16 to a word
     # Everything but the tensors and strides is fixed for x's layout: made once, not per call.
     options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, BLOCK_M=cfg.block_m, BLOCK_N=cfg.block_n,
                    BLOCK_K=cfg.block_k, SPLIT_K=split, num_warps=cfg.num_warps)
@@ -355,7 +359,7 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
             counters = scratch.tile_counters(tiles, x.device, fresh=traced(x))
         bias_arg = bias if bias is not None else y
         if gemv:
-            x_words = _int64_view(x)
+            x_words = _word_view(x, torch.int64)
             _gemv_kernel(grid, x_words, words, scale_bits, global_scale, bias_arg, y, partial, counters,
                          m, n, k, k // 16, k_per_split, x_words.stride(0), y.stride(0), y.stride(1), **options)
         else:
@@ -387,15 +391,53 @@ def k_slices(k: int, block_k: int, split_k: int) -> tuple[int, int]:
     return k_per_split, cdiv(k, k_per_split)
 
 
-def _int64_view(t: torch.Tensor) -> torch.Tensor:
-    """A 2-D tensor of 1- or 2-byte elements (rows a whole number of 8 bytes long) viewed as int64
-    words, for the kernels to load several elements at a time; copied first where its strides or
-    offset do not allow that view (a column-major or offset x, every call; codes sliced out of a
-    larger buffer at an offset that is not a whole word, once per runner, which holds the copy)."""
-    per_word = 8 // t.element_size()
+def _word_view(t: torch.Tensor, word: torch.dtype) -> torch.Tensor:
+    """A 2-D tensor of 1- or 2-byte elements (rows a whole number of words long) viewed as ``word``
+    (int32 or int64), for the kernels to load several elements at a time; copied first where its
+    strides or offset do not allow that view (a column-major or offset x, every call; codes sliced
+    out of a larger buffer at an offset that is not a whole word, once per runner, which holds the copy)."""
+    per_word = word.itemsize // t.element_size()
     if t.stride(1) != 1 or t.stride(0) % per_word or t.storage_offset() % per_word:
         t = t.clone(memory_format=torch.contiguous_format)
-    return t.view(torch.int64)
+    return t.view(word)
+
+
+def _bind_ring(cfg: RingConfig, x: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor,
+               global_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool) -> Runner:
+    """The ring kernel's runner (see ``ring``). While torch.compile traces, the fused kernel's default
+    config runs instead (inductor records Triton launches; the ring kernel is Gluon)."""
+    m, k = x.shape
+    n = packed.shape[0]
+    if traced(x):
+        return _bind_w4a16(default_config(m, n, k), x, packed, scale_bits, global_scale, bias, gelu)
+    problem = ring.problem(m, n, k, x.dtype, x.device)
+    if not problem and interpreter_active():
+        problem = "Triton's interpreter does not run Gluon"
+    if not problem and n % cfg.block_n:
+        problem = f"N = {n} is not a multiple of its block_n"
+    if problem:
+        raise ValueError(f"nvfp4_triton: {describe(cfg)} cannot run here: {problem}")
+    k_per_split, split = k_slices(k, ring.TRIP, cfg.split_k)
+    grid = (n // cfg.block_n, split)
+    words, scales = _word_view(packed, torch.int32), _word_view(scale_bits, torch.int32)
+    block_m = 8 if m <= 8 else 16
+    options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, SPLIT=split, BN=cfg.block_n, BM=block_m,
+                   WARPS=cfg.num_warps, STAGES=cfg.num_stages, **ring.layouts(cfg.block_n, cfg.num_warps, block_m),
+                   num_warps=cfg.num_warps)
+
+    def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        y = _output(x, n, out)
+        if x.stride(1) != 1 or x.stride(0) % 8 or x.data_ptr() % 16:  # its copies move 16 bytes of a row
+            x = x.clone(memory_format=torch.contiguous_format)
+        if split == 1:
+            partial = counters = y  # not read
+        else:
+            partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
+            counters = scratch.tile_counters(grid[0], x.device)
+        _ring_kernel(grid, words, scales, x, global_scale, bias if bias is not None else y, y, partial, counters,
+                     m, n, k, k_per_split, x.stride(0), y.stride(0), y.stride(1), **options)
+        return y
+    return run
 
 
 def _cublas(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None, out: torch.Tensor | None,

@@ -3,6 +3,8 @@
 Strategies, chosen per shape by autotuning:
 - ``TileConfig``: the fused kernel (dequantize in the K loop, then ``tl.dot``);
 - ``GemvConfig`` (a few activation rows): the GEMV kernel, dequantize and multiply on CUDA cores;
+- ``RingConfig`` (up to 11 activation rows): the ring kernel (Gluon, mma.sync, a cp.async ring in
+  shared memory; ``ring``);
 - ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS;
 - ``Fp8Config`` (``activation="fp8"`` only): dequantize to E4M3 into the scratch buffer, quantize
   the activations per token, then cuBLAS's FP8 GEMM (``torch._scaled_mm``).
@@ -87,6 +89,23 @@ class GemvConfig:
 
 
 @dataclass(frozen=True)
+class RingConfig:
+    """The ring kernel (``kernels._w4a16_ring``): weight rows per program (block_n, 16 a warp and
+    repetition), warps, trips in the shared-memory ring (num_stages, >= 2), and the number of slices K
+    is split into across programs (the last program of each column strip sums them)."""
+
+    block_n: int = 64
+    num_warps: int = 4
+    num_stages: int = 3
+    split_k: int = 1
+
+    def __post_init__(self) -> None:
+        _check_tiles(self, {"block_n": 16 * self.num_warps, "num_warps": 1, "split_k": 1})
+        if self.num_stages < 2:
+            raise ValueError(f"RingConfig: num_stages must be >= 2, got {self.num_stages}")
+
+
+@dataclass(frozen=True)
 class TwoPassConfig:
     """Two-pass strategy: the dequantize kernel's tile (elements) and warps; the GEMM is cuBLAS's.
 
@@ -120,8 +139,8 @@ class Fp8Config:
         _check_tiles(self, _DEQUANT_TILE)
 
 
-GemmConfig = TileConfig | GemvConfig | TwoPassConfig | Fp8Config
-_KINDS = {"fused": TileConfig, "gemv": GemvConfig, "two_pass": TwoPassConfig, "fp8": Fp8Config}
+GemmConfig = TileConfig | GemvConfig | RingConfig | TwoPassConfig | Fp8Config
+_KINDS = {"fused": TileConfig, "gemv": GemvConfig, "ring": RingConfig, "two_pass": TwoPassConfig, "fp8": Fp8Config}
 
 
 def config_to_dict(cfg: GemmConfig) -> dict:
@@ -151,6 +170,8 @@ def describe(cfg: GemmConfig) -> str:
     if isinstance(cfg, TwoPassConfig):
         return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
     split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
+    if isinstance(cfg, RingConfig):
+        return f"ring {cfg.block_n} w{cfg.num_warps} s{cfg.num_stages}{split}"
     if isinstance(cfg, GemvConfig):
         return f"gemv {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps}{split}"
     return f"fused {cfg.block_m}x{cfg.block_n}x{cfg.block_k} w{cfg.num_warps} s{cfg.num_stages}{split}"

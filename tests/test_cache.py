@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from nvfp4_triton import autotune
+from nvfp4_triton import autotune, ring
 from nvfp4_triton.autotune import Tuner, candidate_configs, m_bucket, shared_memory_estimate
 from nvfp4_triton.cache import keys, store as store_mod
 from nvfp4_triton.cache.archive import ImportRefused, export_archive, import_archive
 from nvfp4_triton.cache.manage import clear, info, list_entries
 from nvfp4_triton.cache.store import TuningStore
-from nvfp4_triton.tiling import GemvConfig, TileConfig
+from nvfp4_triton.tiling import GemvConfig, RingConfig, TileConfig
 
 from .subproc import python_env
 
@@ -134,6 +134,35 @@ def test_agreement_check_catches_garbage_not_rounding():
     broken[5, 5] = float("inf")
     with pytest.raises(autotune.CandidateMismatch):
         autotune.check_agreement(broken, ref, 1e-2)
+
+
+def test_the_ring_kernel_is_timed_only_where_it_can_run(monkeypatch):
+    """Offered for M buckets up to 8, N a multiple of 64, K of 256 and bf16 x, where the device and
+    Triton allow (faked here); split only where every slice keeps two 256-wide trips."""
+    assert not any(isinstance(c, RingConfig) for c in candidate_configs(4, 3072, 3072, 228 * 1024))  # no GPU
+    monkeypatch.setattr(ring, "device_problem", lambda device: "")
+    rings = [c for c in candidate_configs(4, 3072, 3072, 228 * 1024) if isinstance(c, RingConfig)]
+    assert rings and {c.split_k for c in rings} == {1, 2, 4}  # 12 trips: 8 slices would leave 1-2 trips each
+    assert max(c.split_k for c in candidate_configs(8, 3072, 12288, 228 * 1024) if isinstance(c, RingConfig)) == 8
+    for bucket, n, k, dtype in [(16, 3072, 3072, torch.bfloat16), (4, 3000, 3072, torch.bfloat16),
+                                (4, 3072, 3000, torch.bfloat16), (4, 3072, 3072, torch.float16)]:
+        assert not any(isinstance(c, RingConfig) for c in candidate_configs(bucket, n, k, 228 * 1024, dtype))
+
+
+def test_ring_configs_round_trip_through_the_cache(gpu_like, private_cache):
+    chosen = RingConfig(64, 4, 3, split_k=2)
+
+    def bench(cfg):
+        return 0.5 if cfg == chosen else FakeBench()(cfg)
+
+    assert Tuner("k", TuningStore(private_cache)).resolve(KEY, bench, heuristic_only=False, extra=lambda: (chosen,)) \
+        == chosen
+    assert Tuner("k", TuningStore(private_cache)).resolve(KEY, FakeBench(), heuristic_only=False) == chosen
+    assert "ring 64 w4 s3 split2" in list_entries(private_cache)[0].config
+    with pytest.raises(ValueError, match="num_stages"):
+        RingConfig(64, 4, 1)
+    with pytest.raises(ValueError, match="block_n"):
+        RingConfig(32, 4)
 
 
 def test_other_strategies_compete_and_round_trip_through_the_cache(gpu_like, private_cache):

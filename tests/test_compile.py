@@ -28,6 +28,8 @@ CASES = {  # kernel_asm name: [(M, N, K), kernel_asm config]
     "fp8-quant": [((1, 1, 3072), []), ((4608, 1, 15360), [16384, 8]), ((1, 1, 20000), [2048, 4])],
     "fp8-operands": [((1, 3072, 3072), []), ((512, 3072, 12288), [])],
     "nvfp4-quant": [((1, 1, 3072), [])],
+    # Gluon; only Ada and Hopper (sm_89+), so not built for sm_80
+    "ring": [((1, 18432, 3072), [64, 4, 3]), ((8, 3072, 12288), [64, 4, 2, 8]), ((11, 9216, 3072), [128, 8, 4, 2])],
 }
 
 COMPILE = textwrap.dedent("""

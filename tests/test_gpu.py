@@ -511,3 +511,102 @@ def test_gemv_configs_at_flux_sizes(m, n, k):
         out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
         y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=config, out=out)
         assert_matches_reference(y, x, q, bias)
+
+
+def _ring_or_skip():
+    from nvfp4_triton import ring
+
+    problem = ring.device_problem(torch.device("cuda"))
+    if problem:
+        pytest.skip(f"the ring kernel cannot run here: {problem}")
+
+
+RING_CONFIGS = [("64 w4 s2", 64, 4, 2, 1), ("64 w4 s3 split2", 64, 4, 3, 2), ("64 w4 s4 split4", 64, 4, 4, 4),
+                ("128 w4 s3", 128, 4, 3, 1), ("128 w8 s2 split3", 128, 8, 2, 3)]
+
+
+@pytest.mark.parametrize("m", [1, 3, 8, 11, 16])
+@pytest.mark.parametrize("label, block_n, warps, stages, split", RING_CONFIGS)
+def test_ring_configs_match_reference(m, label, block_n, warps, stages, split):
+    """Every ring config at 8 or 16 columns of x, K split (8 trips: 3 slices take 3, 3 and 2), with
+    bias, GELU at odd M, and a seventh of the blocks with a zero scale while their codes are not."""
+    from nvfp4_triton import NVFP4Weight
+    from nvfp4_triton.gemm import w4a16_gemm
+    from nvfp4_triton.tiling import RingConfig
+
+    _ring_or_skip()
+    n, k = 384, 2048
+    q = _weight(n, k, seed=m)
+    scales = q.block_scale.clone()
+    scales.view(torch.uint8)[:, ::7] = 0
+    w = NVFP4Weight(q.packed, scales, q.global_scale, q.shape)
+    assert bool((w.packed.view(n, k // 16, 8)[:, ::7] != 0).any())
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    gelu = m % 2 == 1
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    y = w4a16_gemm(x, w.packed, w.block_scale, w.global_scale, bias, config=RingConfig(block_n, warps, stages, split),
+                   out=out, gelu=gelu)
+    assert y.data_ptr() == out.data_ptr()
+    assert_matches_reference(y, x, w, bias, gelu=gelu)
+
+
+def test_ring_reads_any_x_and_writes_any_out():
+    """x not 16-byte aligned or with padded rows, and out offset or transposed, on a kernel that
+    copies x 16 bytes at a time; one plan kept across layouts as an eager layer keeps it."""
+    from nvfp4_triton.gemm import w4a16_gemm
+    from nvfp4_triton.tiling import RingConfig
+
+    _ring_or_skip()
+    n, k = 128, 512
+    q = _weight(n, k, seed=31)
+    x_pool = torch.randn(16 * (k + 8) + 8, device="cuda", dtype=torch.bfloat16)
+    y_pool = torch.empty(16 * n + 8, device="cuda", dtype=torch.bfloat16)
+    for m, x_off, x_stride, y_off, transposed in ((4, 0, k, 0, False), (4, 1, k, 0, False), (5, 0, k + 8, 3, False),
+                                                  (9, 3, k + 1, 1, False), (6, 0, k, 0, True)):
+        x = x_pool[x_off:x_off + m * x_stride].view(m, x_stride)[:, :k]
+        if transposed:
+            out = y_pool[y_off:y_off + m * n].view(n, m).t()
+        else:
+            out = y_pool[y_off:y_off + m * n].view(m, n)
+        out.fill_(float("nan"))
+        y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=RingConfig(64, 4, 3, 2), out=out)
+        assert y.data_ptr() == out.data_ptr()
+        assert_matches_reference(y, x, q, None)
+
+
+@pytest.mark.parametrize("m, n, k, split", [(1, 18432, 3072, 1), (4, 3072, 12288, 8), (8, 9216, 3072, 2)])
+def test_ring_at_flux_sizes(m, n, k, split):
+    from nvfp4_triton.gemm import w4a16_gemm
+    from nvfp4_triton.tiling import RingConfig
+
+    _ring_or_skip()
+    q = _weight(n, k, seed=m + 7)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=RingConfig(64, 4, 3, split), out=out)
+    assert_matches_reference(y, x, q, bias)
+
+
+@pytest.mark.parametrize("m", [4, 8])
+def test_tuning_with_the_ring_kernel_offered(m, private_cache, monkeypatch, caplog):
+    """Where the ring kernel runs the tuner times it beside the other kernels, every ring candidate
+    agrees with the default config (none is skipped), and whichever wins, the layer's output is right."""
+    import logging
+
+    from nvfp4_triton import gemm
+
+    _ring_or_skip()
+    monkeypatch.setenv("NVFP4_TRITON_AUTOTUNE", "1")
+    timed = []
+    bind = gemm._bind_ring
+    monkeypatch.setattr(gemm, "_bind_ring", lambda cfg, *args: timed.append(cfg) or bind(cfg, *args))
+    n, k = 3072, 3072
+    q = _weight(n, k, seed=m + 11)
+    x = torch.randn(2, m // 2, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    with caplog.at_level(logging.WARNING):
+        y = nvfp4_linear(x, q, bias)
+    assert timed and "ring" not in caplog.text
+    assert_matches_reference(y, x, q, bias)

@@ -259,3 +259,20 @@ def test_scratch_limit_from_the_environment(monkeypatch):
     monkeypatch.setenv("NVFP4_TRITON_SCRATCH_MB", "lots")
     with pytest.raises(ValueError, match="NVFP4_TRITON_SCRATCH_MB must be a number"):
         scratch.scratch_limit()
+
+
+@pytest.mark.parametrize("problem, match", [
+    ((2, 64, 256, torch.bfloat16, "cpu"), "needs a CUDA GPU of compute capability 8.9"),
+    ((2, 64, 256, torch.float16, "cpu"), "needs bf16 x"),
+    ((2, 64, 240, torch.bfloat16, "cpu"), "K of 256"),
+    ((17, 64, 256, torch.bfloat16, "cpu"), "M <= 16"),
+])
+def test_the_ring_config_where_it_cannot_run_says_why(problem, match):
+    """The ring kernel (Gluon; Ada and Hopper) is only timed where it runs; asked for elsewhere by
+    an explicit config, it refuses, naming what is missing."""
+    from nvfp4_triton.tiling import RingConfig
+
+    m, n, k, dtype, device = problem
+    x, q, bias = _problem(3, (m,), n, k, dtype, True, device)
+    with pytest.raises(ValueError, match=f"ring 64 w4 s3 cannot run here: .*{match}"):
+        w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=RingConfig())

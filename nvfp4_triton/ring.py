@@ -1,0 +1,73 @@
+"""When the ring kernel (``kernels._w4a16_ring``, ``RingConfig``) can run, and its launch constants.
+
+The kernel is written in Gluon, Triton's experimental lower-level language, as Triton 3.6 has it;
+where this Triton lacks that API the strategy is not offered. It converts the E4M3 block scales with
+``cvt.rn.f16x2.e4m3x2`` (sm_89 and newer) and multiplies bf16 on mma.sync, so it needs an Ada or
+Hopper GPU and bf16 activations. The tuner times it beside the other strategies for small M
+(``offered``); ``gemm`` launches it.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+
+try:
+    from .kernels._w4a16_ring import TRIP, w4a16_ring_kernel
+except ImportError:  # no Gluon, or another version of its API
+    TRIP, w4a16_ring_kernel = 256, None
+
+MAX_BUCKET = 8
+"""Largest M bucket the tuner times the ring kernel for: M <= 11. (Bucket 16 holds M up to 22, past
+the kernel's 16 columns; at M = 16 it was slower than the fused kernel on an H200, bench/NOTES.md v30.)"""
+
+MIN_TRITON = (3, 6)
+"""The Gluon API the kernel is written against."""
+
+
+def _triton_version() -> tuple[int, ...]:
+    return tuple(int(part) for part in triton.__version__.split(".")[:2] if part.isdigit())
+
+
+def device_problem(device: torch.device) -> str:
+    """Why the kernel cannot run on ``device`` with this Triton; "" if it can. It needs Gluon as
+    Triton 3.6 has it, and a CUDA GPU of compute capability 8.9 or newer."""
+    if w4a16_ring_kernel is None or _triton_version() < MIN_TRITON:
+        return f"it needs Gluon as Triton {'.'.join(map(str, MIN_TRITON))} has it (this is Triton {triton.__version__})"
+    if device.type != "cuda" or not torch.cuda.is_available() or torch.cuda.get_device_capability(device) < (8, 9):
+        return f"it needs a CUDA GPU of compute capability 8.9 or newer (x is on {device})"
+    return ""
+
+
+def problem(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device) -> str:
+    """Why the kernel cannot run an ``(m, n, k)`` GEMM with x of ``dtype`` on ``device``; "" if it can.
+    Beyond ``device_problem``: M <= 16, N a multiple of 64 (its smallest tile), K of a trip, bf16 x."""
+    if dtype != torch.bfloat16:
+        return f"it needs bf16 x (got {dtype})"
+    if m > 16 or n % 64 or k % TRIP:
+        return f"it needs M <= 16, N a multiple of 64 and K of {TRIP} (got M = {m}, N = {n}, K = {k})"
+    return device_problem(device)
+
+
+def offered(bucket: int, n: int, k: int, dtype: torch.dtype, device: torch.device) -> bool:
+    """Whether the tuner times the ring kernel for a key (M bucket ``bucket``: M <= 1.5 x bucket)."""
+    return bucket <= MAX_BUCKET and not problem(bucket, n, k, dtype, device)
+
+
+def layouts(block_n: int, num_warps: int, block_m: int) -> dict:
+    """The kernel's layout bases (as hashable tuples) for ``block_n`` weight rows, ``num_warps`` warps
+    and ``block_m`` (8 or 16) columns of x.
+
+    Words ``[BN, t, w]``: a thread's words as registers, then its rows g + 8 and the repetitions
+    ``16 * num_warps`` rows apart (mma.sync's layout repeats so); warps 16 rows apart. x ``[BM, K]``:
+    a thread's 32 (a half trip) or 64 (a trip) neighbouring K, and its row g + 8 when there are 16.
+    """
+    rows = [(8, 0, 0)]
+    rep = 16 * num_warps
+    while rep < block_n:
+        rows.append((rep, 0, 0))
+        rep *= 2
+    x_half = ((0, 1), (0, 2), (0, 4), (0, 8), (0, 16)) + (((8, 0),) if block_m == 16 else ())
+    return {"WORD_REGS": ((0, 0, 1), (0, 0, 2), *rows), "TRIP_WORD_REGS": ((0, 0, 1), (0, 0, 2), (0, 0, 4), *rows),
+            "WARP_BASES": tuple((16 << i, 0, 0) for i in range(num_warps.bit_length() - 1)),
+            "X_REGS": x_half, "X_TRIP_REGS": x_half[:5] + ((0, 32),) + x_half[5:]}
