@@ -89,18 +89,23 @@ def test_inductor_compiles_a_model_without_graph_breaks(traced, monkeypatch):
 
 @pytest.mark.parametrize("m, gelu, strategy", [(1, False, "tuned"), (3, True, "tuned"), (512, True, "two-pass"),
                                                (4096, False, "two-pass"), (512, True, "two-pass, no scratch"),
-                                               (2, True, "split GEMV")])
+                                               (2, True, "split GEMV"), (4, True, "ring")])
 def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypatch):
     """Traced (the default under torch.compile), a compiled W4A16 layer is no opaque call: inductor's
     generated code launches our kernels itself (two-pass's cuBLAS GEMM as a graph op), without
     copying the weight, and the output matches eager's. With the scratch limit at 0, two-pass stays
-    off there too, also right after a graph of the same layer was compiled with it on."""
+    off there too, also right after a graph of the same layer was compiled with it on. A layer tuned
+    to the ring kernel (Gluon, which inductor does not record) runs the fused kernel there."""
     from torch._inductor.utils import run_and_get_code
 
     from nvfp4_triton import GemvConfig, TwoPassConfig, gemm, inline, scratch
+    from nvfp4_triton.tiling import RingConfig
 
     monkeypatch.setattr(inline, "INLINE_COMPILED", True)
-    if strategy == "split GEMV":
+    if strategy == "ring":
+        _ring_or_skip()
+        monkeypatch.setattr(gemm.tuner, "lookup", lambda key: RingConfig(64, 4, 3))
+    elif strategy == "split GEMV":
         monkeypatch.setattr(gemm.tuner, "lookup", lambda key: GemvConfig(2, 16, 512, split_k=4))
     elif strategy != "tuned":
         monkeypatch.setattr(gemm.tuner, "lookup", lambda key: TwoPassConfig())
@@ -117,7 +122,7 @@ def test_inductor_traces_w4a16_layers_into_its_graph(m, gelu, strategy, monkeypa
     assert "clone" not in code  # tensors handed to our kernels are not copied first
     kernels = {name for name in ("nvfp4_dequant_kernel", "w4a16_gemm_kernel", "w4a16_gemv_kernel") if name in code}
     expected = {"two-pass": {"nvfp4_dequant_kernel"}, "two-pass, no scratch": {"w4a16_gemm_kernel"},
-                "split GEMV": {"w4a16_gemv_kernel"}}
+                "split GEMV": {"w4a16_gemv_kernel"}, "ring": {"w4a16_gemm_kernel"}}
     assert len(kernels) == 1 and kernels == expected.get(strategy, kernels), kernels
     torch.testing.assert_close(compiled, eager, rtol=2e-2, atol=2e-2)
     assert_matches_reference(compiled, x, layer.nvfp4_weight, layer.bias, gelu=gelu,
