@@ -100,9 +100,11 @@ class RingConfig:
     split_k: int = 1
 
     def __post_init__(self) -> None:
-        _check_tiles(self, {"block_n": 16 * self.num_warps, "num_warps": 1, "split_k": 1})
+        _check_tiles(self, {"block_n": 16 * self.num_warps, "num_warps": 1})
         if self.num_stages < 2:
             raise ValueError(f"RingConfig: num_stages must be >= 2, got {self.num_stages}")
+        if self.split_k < 1:  # any count: the slices take whole trips, the last ones fewer
+            raise ValueError(f"RingConfig: split_k must be >= 1, got {self.split_k}")
 
 
 @dataclass(frozen=True)

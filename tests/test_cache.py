@@ -20,7 +20,7 @@ from nvfp4_triton.cache import keys, store as store_mod
 from nvfp4_triton.cache.archive import ImportRefused, export_archive, import_archive
 from nvfp4_triton.cache.manage import clear, info, list_entries
 from nvfp4_triton.cache.store import TuningStore
-from nvfp4_triton.tiling import GemvConfig, RingConfig, TileConfig
+from nvfp4_triton.tiling import GemvConfig, RingConfig, TileConfig, describe
 
 from .subproc import python_env
 
@@ -163,6 +163,9 @@ def test_ring_configs_round_trip_through_the_cache(gpu_like, private_cache):
         RingConfig(64, 4, 1)
     with pytest.raises(ValueError, match="block_n"):
         RingConfig(32, 4)
+    with pytest.raises(ValueError, match="split_k"):
+        RingConfig(64, 4, 2, split_k=0)
+    assert describe(RingConfig(64, 4, 2, split_k=3)) == "ring 64 w4 s2 split3"  # slices of unequal trips run
 
 
 def test_other_strategies_compete_and_round_trip_through_the_cache(gpu_like, private_cache):

@@ -557,8 +557,8 @@ def test_ring_configs_match_reference(m, label, block_n, warps, stages, split):
 
 
 def test_ring_reads_any_x_and_writes_any_out():
-    """x not 16-byte aligned or with padded rows, and out offset or transposed, on a kernel that
-    copies x 16 bytes at a time; one plan kept across layouts as an eager layer keeps it."""
+    """x not 16-byte aligned or with padded rows (by 8, 1 and 16 elements), and out offset or
+    transposed, on a kernel that copies x 16 bytes at a time."""
     from nvfp4_triton.gemm import w4a16_gemm
     from nvfp4_triton.tiling import RingConfig
 
@@ -568,7 +568,8 @@ def test_ring_reads_any_x_and_writes_any_out():
     x_pool = torch.randn(16 * (k + 8) + 8, device="cuda", dtype=torch.bfloat16)
     y_pool = torch.empty(16 * n + 8, device="cuda", dtype=torch.bfloat16)
     for m, x_off, x_stride, y_off, transposed in ((4, 0, k, 0, False), (4, 1, k, 0, False), (5, 0, k + 8, 3, False),
-                                                  (9, 3, k + 1, 1, False), (6, 0, k, 0, True)):
+                                                  (9, 3, k + 1, 1, False), (6, 0, k, 0, True),
+                                                  (3, 0, k + 16, 0, False)):
         x = x_pool[x_off:x_off + m * x_stride].view(m, x_stride)[:, :k]
         if transposed:
             out = y_pool[y_off:y_off + m * n].view(n, m).t()
