@@ -69,8 +69,9 @@ def layouts(block_n: int, num_warps: int, block_m: int) -> dict:
     and ``block_m`` (8 or 16) columns of x. (Cached: callers get one shared dictionary, to unpack.)
 
     Words ``[BN, t, w]``: a thread's words as registers, then its rows g + 8 and the repetitions
-    ``16 * num_warps`` rows apart (mma.sync's layout repeats so); warps 16 rows apart. x ``[BM, K]``:
-    a thread's 32 (a half trip) or 64 (a trip) neighbouring K, and its row g + 8 when there are 16.
+    ``16 * num_warps`` rows apart (mma.sync's layout repeats so); warps 16 rows apart. x's half trip
+    ``[BM, 128]``: a thread's 32 neighbouring K, and its row g + 8 when there are 16; x's trip as the
+    ring keeps it, ``[4 BM, 64]`` (row 4m + t): a thread's 64 K, and its row 4(g + 8) + t.
     """
     rows = [(8, 0, 0)]
     rep = 16 * num_warps
@@ -80,4 +81,4 @@ def layouts(block_n: int, num_warps: int, block_m: int) -> dict:
     x_half = ((0, 1), (0, 2), (0, 4), (0, 8), (0, 16)) + (((8, 0),) if block_m == 16 else ())
     return {"WORD_REGS": ((0, 0, 1), (0, 0, 2), *rows), "TRIP_WORD_REGS": ((0, 0, 1), (0, 0, 2), (0, 0, 4), *rows),
             "WARP_BASES": tuple((16 << i, 0, 0) for i in range(num_warps.bit_length() - 1)),
-            "X_REGS": x_half, "X_TRIP_REGS": x_half[:5] + ((0, 32),) + x_half[5:]}
+            "X_REGS": x_half, "X_TRIP_REGS": x_half[:5] + ((0, 32),) + (((32, 0),) if block_m == 16 else ())}

@@ -35,6 +35,12 @@ def _as_lists(bases):
 
 
 @gluon.constexpr_function
+def _merged(bases):
+    """Bases over [r, t, w] (w < 8) as bases over [r, 8t + w]: the same words, a row's 32 as one dim."""
+    return [[b[0], 8 * b[1] + b[2]] for b in bases]
+
+
+@gluon.constexpr_function
 def _replicated(warps):
     """Warp bases of a layout that every warp holds whole (x's tiles)."""
     return [[0, 0] for _ in range(warps.bit_length() - 1)]
@@ -111,53 +117,54 @@ def w4a16_ring_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
     fp32 sums in ``partial_ptr`` (``[SPLIT, M, N]``) and the last of a column strip to take a ticket
     from ``counter_ptr`` (int32 a strip, zero between launches) adds them and writes y.
 
-    Needs N a multiple of BN, K of 256, x's rows 16-byte aligned with unit K stride. The layout bases
-    come from ``tiling.ring_layouts``."""
+    Needs N a multiple of BN, K of 256, x 16-byte aligned with unit K stride and a row stride Triton
+    has specialized as a multiple of 16. The layout bases come from ``ring.layouts``."""
     mma: gl.constexpr = gl.NVMMADistributedLayout(version=[2, 0], warps_per_cta=[WARPS, 1], instr_shape=[16, 8])
     a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
     b_layout: gl.constexpr = gl.DotOperandLayout(operand_index=1, parent=mma, k_width=2)
     lanes: gl.constexpr = [[0, 1, 0], [0, 2, 0], [1, 0, 0], [2, 0, 0], [4, 0, 0]]
-    # A trip's words [BN, 4 (t), 8]: the thread (g, t) copies and reads words 8t .. 8t + 7 of rows g, g + 8.
+    # A trip's words [BN, 32]: the thread (g, t) copies and reads words 8t .. 8t + 7 of rows g, g + 8. A
+    # row's 128 bytes are swizzled by the row in 16-byte units, so rows g and g + 1 use other banks.
     trip_words: gl.constexpr = gl.DistributedLinearLayout(
-        reg_bases=_as_lists(TRIP_WORD_REGS), lane_bases=lanes, warp_bases=_as_lists(WARP_BASES), block_bases=[],
-        shape=[BN, 4, 8])
+        reg_bases=_merged(TRIP_WORD_REGS), lane_bases=_merged(lanes), warp_bases=_merged(WARP_BASES),
+        block_bases=[], shape=[BN, 32])
     # A half's words [BN, 4, 4], and the thread's scale word of each row [BN, 4 (t)].
     half_words: gl.constexpr = gl.DistributedLinearLayout(
         reg_bases=_as_lists(WORD_REGS), lane_bases=lanes, warp_bases=_as_lists(WARP_BASES), block_bases=[],
         shape=[BN, 4, 4])
     scale_layout: gl.constexpr = gl.SliceLayout(2, half_words)
-    trip_rows: gl.constexpr = gl.SliceLayout(2, trip_words)
-    # x's trip [BM, 256] as the MMA reads it (the thread (g, t): K 64t .. 64t + 63 of row g, and g + 8),
-    # and one half [BM, 128] (K 32t .. 32t + 31 of the half); every warp holds the same x.
+    # x's trip, kept as [4 BM, 64] (row 4m + t: K 64t .. 64t + 63 of x's row m), as the MMA reads it:
+    # the thread (g, t) takes row 4g + t (and 4(g + 8) + t), so the lanes of a warp read 32 rows, each
+    # 128 bytes swizzled by its row, and no two lanes of a 16-byte load's phase share a bank.
+    # One half of it [BM, 128] (K 32t .. 32t + 31 of the half); every warp holds the same x.
     x_warps: gl.constexpr = _replicated(WARPS)
     x_trip: gl.constexpr = gl.DistributedLinearLayout(
-        reg_bases=_as_lists(X_TRIP_REGS), lane_bases=[[0, 64], [0, 128], [1, 0], [2, 0], [4, 0]],
-        warp_bases=x_warps, block_bases=[], shape=[BM, 256])
+        reg_bases=_as_lists(X_TRIP_REGS), lane_bases=[[1, 0], [2, 0], [4, 0], [8, 0], [16, 0]],
+        warp_bases=x_warps, block_bases=[], shape=[4 * BM, 64])
     x_half: gl.constexpr = gl.DistributedLinearLayout(
         reg_bases=_as_lists(X_REGS), lane_bases=[[0, 32], [0, 64], [1, 0], [2, 0], [4, 0]],
         warp_bases=x_warps, block_bases=[], shape=[BM, 128])
-    x_copy: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 8], threads_per_warp=[1, 32],
+    x_copy: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 8], threads_per_warp=[4, 8],
                                             warps_per_cta=[WARPS, 1], order=[1, 0])
     # The rings, a slot a trip; layouts are per slot (one rank less than the ring).
-    word_ring = gl.allocate_shared_memory(gl.uint32, [STAGES, BN, 4, 8], gl.SwizzledSharedLayout(
-        vec=1, per_phase=1, max_phase=1, order=[2, 1, 0]))
+    word_ring = gl.allocate_shared_memory(gl.uint32, [STAGES, BN, 32], gl.SwizzledSharedLayout(
+        vec=4, per_phase=1, max_phase=8, order=[1, 0]))
     scale_ring = gl.allocate_shared_memory(gl.uint32, [STAGES, BN, 4], gl.SwizzledSharedLayout(
         vec=1, per_phase=1, max_phase=1, order=[1, 0]))
-    x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BM, 256], gl.SwizzledSharedLayout(
+    x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, 4 * BM, 64], gl.SwizzledSharedLayout(
         vec=8, per_phase=1, max_phase=8, order=[1, 0]))
 
     n0 = gl.program_id(0) * BN
-    rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, trip_rows))
-    ts = gl.arange(0, 4, layout=gl.SliceLayout(0, trip_rows))
-    ws = gl.arange(0, 8, layout=gl.SliceLayout(0, gl.SliceLayout(1, trip_words)))
-    word_src = words_ptr + (rows[:, None] * ((K // 256) * 32) + 8 * ts[None, :])[:, :, None] + ws[None, None, :]
+    rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, trip_words))
+    row_words = gl.arange(0, 32, layout=gl.SliceLayout(0, trip_words))
+    word_src = words_ptr + rows[:, None] * ((K // 256) * 32) + row_words[None, :]
     rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, scale_layout))
     ts = gl.arange(0, 4, layout=gl.SliceLayout(0, scale_layout))
     scale_src = scale_ptr + rows[:, None] * ((K // 256) * 4) + ts[None, :]
-    x_rows = gl.arange(0, BM, layout=gl.SliceLayout(1, x_copy))
-    x_cols = gl.arange(0, 256, layout=gl.SliceLayout(0, x_copy))
-    x_src = x_ptr + x_rows[:, None] * stride_xm + x_cols[None, :]
-    x_mask = (x_rows < M)[:, None] & (x_cols >= 0)[None, :]
+    x_rows = gl.arange(0, 4 * BM, layout=gl.SliceLayout(1, x_copy))  # 4m + t
+    x_cols = gl.arange(0, 64, layout=gl.SliceLayout(0, x_copy))
+    x_src = x_ptr + ((x_rows // 4) * stride_xm + (x_rows % 4) * 64)[:, None] + x_cols[None, :]
+    x_mask = (x_rows < 4 * M)[:, None] & (x_cols >= 0)[None, :]
     first_block = (gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(1, half_words))) < 2)[None, None, :]
 
     k_start = gl.program_id(1) * k_per_split
@@ -186,8 +193,10 @@ def w4a16_ring_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
         scale_word = scale_ring.index(slot).load(scale_layout)  # blocks 4t .. 4t + 3 of each row
         x_both = gl.permute(gl.reshape(x_ring.index(slot).load(x_trip), [BM, 4, 2, 32]), [0, 1, 3, 2])
         x_low, x_high = gl.split(x_both)  # [m, t, j] for h = 0, 1: K 64t + 32h + j
+        words_both = gl.permute(gl.reshape(word_ring.index(slot).load(trip_words), [BN, 4, 2, 4]), [0, 1, 3, 2])
+        words_low, words_high = gl.split(words_both)  # [n, t, w] for h = 0, 1: word 8t + 4h + w of the row
         for h in gl.static_range(2):
-            words = word_ring.index(slot).slice(4 * h, 4, dim=2).load(half_words)
+            words = gl.convert_layout(words_low if h == 0 else words_high, half_words, assert_trivial=True)
             two = _e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
             scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
                               ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
