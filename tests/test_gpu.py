@@ -451,6 +451,9 @@ def test_prewarm_leaves_nothing_to_tune_or_compile(private_cache):
     assert "4 GEMM shapes x 1 dtype(s): 4 tuned" in first.stdout, first.stdout
     again = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=540)
     assert "0 tuned, 4 read from cache, 0 kernels compiled" in again.stdout, again.stdout
+    for out, what in ((first.stdout, r"tuned in [\d.]+ s"), (again.stdout, "cached")):
+        lines = [line for line in out.splitlines() if line.startswith("[")]
+        assert len(lines) == 4 and all(re.search(what + r" +\S", line) for line in lines), out  # names its config
     fresh = _run(f"SHAPES = {PREWARMED_SHAPES}\n" + FIRST_OUTPUTS, private_cache)
     assert fresh["tuned"] == 0 and fresh["compiled"] == 0 and fresh["max_error"] < 4e-3
 
