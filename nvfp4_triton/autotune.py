@@ -87,8 +87,7 @@ H200's 132 SMs with enough loads in flight."""
 _RING = [RingConfig(64, 4, 2)]
 """Ring kernel config (64 rows a program, 4 warps, a 2-trip ring), also split in K (``_SPLITS``). On an
 H200, at issue #5's small-M points, 64 rows and 4 warps beat 128 rows (bench/NOTES.md, v30), and 2
-stages beat 3 and 4 at 19 of 20 points (the 20th by 2%): a shallower ring lets more programs share an
-SM (v31)."""
+stages beat 3 and 4 at all 20 points, by 2-20%: a shallower ring lets more programs share an SM (v31)."""
 
 
 def candidate_configs(bucket: int, n: int, k: int, max_shared: int, dtype: torch.dtype = torch.bfloat16,
