@@ -1,6 +1,7 @@
 """Session 20, GPU: the ring kernel with x's and the codes' shared-memory tiles laid out so that no two
 lanes of a 16-byte load's phase share a bank (the working tree), against session 19's layout
-(``baseline_ring.py``, a copy of the kernel at 861e20e), in one process.
+(the kernel as of 861e20e, written next to this script as ``baseline_ring.py`` before the run), in
+one process.
 
 Nsight Compute (call 3) measured session 19's kernel at (8, 18432, 3072), 2 stages, split 2: 12.3-way
 bank conflicts on average over its shared loads, 69% of their wavefronts; x's 16-byte loads 4 times
@@ -9,6 +10,7 @@ instruction. For each small-M weight, M in 1, 2, 4, 8 and K split 1, 2, 3, 4, 8 
 of both kernels (``autotune.benchmark_ms``) and cuBLAS BF16, and the new kernel's relative L2 error
 against float64. Prints a row per point and writes the rows to ``--json``.
 
+    git show 861e20e:nvfp4_triton/kernels/_w4a16_ring.py > bench/experiments/ring_s20/baseline_ring.py
     PYTHONPATH=. python3 bench/experiments/ring_s20/ab_banks.py [--json OUT]
 """
 
