@@ -1,7 +1,7 @@
 """Session 20, GPU: the ring kernel with x's and the codes' shared-memory tiles laid out so that no two
 lanes of a 16-byte load's phase share a bank (the working tree), against session 19's layout
-(the kernel as of 861e20e, written next to this script as ``baseline_ring.py`` before the run), in
-one process.
+(the kernel as of 861e20e, written next to this script as ``baseline_ring.py`` before the run; the
+file is git-ignored, so a remote run must carry it), in one process.
 
 Nsight Compute (call 3) measured session 19's kernel at (8, 18432, 3072), 2 stages, split 2: 12.3-way
 bank conflicts on average over its shared loads, 69% of their wavefronts; x's 16-byte loads 4 times
