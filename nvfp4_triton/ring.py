@@ -20,8 +20,9 @@ except ImportError:  # no Gluon, or another version of its API
     TRIP, w4a16_ring_kernel = 256, None
 
 MAX_BUCKET = 8
-"""Largest M bucket the tuner times the ring kernel for: M <= 11. (Bucket 16 holds M up to 22, past
-the kernel's 16 columns; at M = 16 it was slower than the fused kernel on an H200, bench/NOTES.md v30.)"""
+"""Largest M bucket the tuner times the ring kernel for: M <= 11. Bucket 16 holds M up to 22, past the
+kernel's 16 columns. (At M = 16 on an H200 the ring kernel beat the fused kernel at three of four FLUX
+weights by 4-5%, bench/NOTES.md v31; a bucket-16 runner would need another kernel above 16 rows.)"""
 
 MIN_TRITON = (3, 6)
 """The Gluon API the kernel is written against."""
