@@ -65,8 +65,12 @@ def from_rows(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 
 def tuning_key(device: torch.device, dtype: torch.dtype, m: int, n: int, k: int, has_bias: bool) -> tuple:
-    """What a tuned config is remembered by (see ``Tuner.lookup``)."""
-    return device.index, dtype, m_bucket(m), n, k, has_bias
+    """What a tuned config is remembered by (see ``Tuner.lookup``). A CUDA device named without an
+    index is the current one, as a tensor's ``device`` would name it."""
+    index = device.index
+    if index is None and device.type == "cuda":
+        index = torch.cuda.current_device()
+    return index, dtype, m_bucket(m), n, k, has_bias
 
 
 def tuning_runner(activation: str | None, resident: str | None = None):

@@ -93,8 +93,6 @@ def prewarm(
     device = torch.device(device or "cuda")
     if device.type != "cuda":
         raise ValueError(f"prewarm needs a CUDA device, got {device}")
-    if device.index is None:  # the tuner's keys name the device by index, as x.device does
-        device = torch.device("cuda", torch.cuda.current_device())
     if "fp8" in (activation, resident):
         fp8.check_fp8_device(device, "prewarm")
     shapes = plan.distinct()

@@ -9,8 +9,6 @@ Hopper GPU and bf16 activations. The tuner times it beside the other strategies 
 
 from __future__ import annotations
 
-import functools
-
 import torch
 import triton
 
@@ -35,13 +33,6 @@ def _triton_version() -> tuple[int, ...]:
 def device_problem(device: torch.device) -> str:
     """Why the kernel cannot run on ``device`` with this Triton; "" if it can. It needs Gluon as
     Triton 3.6 has it, and a CUDA GPU of compute capability 8.9 or newer."""
-    if device.type == "cuda" and device.index is None and torch.cuda.is_available():
-        device = torch.device("cuda", torch.cuda.current_device())
-    return _device_problem(device)
-
-
-@functools.cache  # asked on every bind of a ring config: the answer per device never changes
-def _device_problem(device: torch.device) -> str:
     if w4a16_ring_kernel is None or _triton_version() < MIN_TRITON:
         return f"it needs Gluon as Triton {'.'.join(map(str, MIN_TRITON))} has it (this is Triton {triton.__version__})"
     if device.type != "cuda" or not torch.cuda.is_available() or torch.cuda.get_device_capability(device) < (8, 9):
@@ -64,10 +55,9 @@ def offered(bucket: int, n: int, k: int, dtype: torch.dtype, device: torch.devic
     return bucket <= MAX_BUCKET and not problem(bucket, n, k, dtype, device)
 
 
-@functools.cache
 def layouts(block_n: int, num_warps: int, block_m: int) -> dict:
     """The kernel's layout bases (as hashable tuples) for ``block_n`` weight rows, ``num_warps`` warps
-    and ``block_m`` (8 or 16) columns of x. (Cached: callers get one shared dictionary, to unpack.)
+    and ``block_m`` (8 or 16) columns of x.
 
     Words ``[BN, t, w]``: a thread's words as registers, then its rows g + 8 and the repetitions
     ``16 * num_warps`` rows apart (mma.sync's layout repeats so); warps 16 rows apart. x's half trip

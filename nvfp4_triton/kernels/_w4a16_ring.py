@@ -23,6 +23,9 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy, mma_v2
 
+from ._nvfp4_decode import nibble_pair_bits
+from ._w4a16_gemm import gelu_tanh
+
 TRIP = 256
 """K per trip: a thread's 64 of it are 8 code words and 4 scale bytes of each of its rows."""
 
@@ -47,19 +50,6 @@ def _replicated(warps):
 
 
 @gluon.jit
-def _pair_bits(word, i: gl.constexpr):
-    """Nibbles i and i + 4 of each int32 word -> a bf16x2 pattern worth ``e2m1 * 2**-126`` each: the sign
-    to bit 15 (31), the 3 magnitude bits to bits 6-8 (22-24), so that E2M1's exponent and mantissa
-    land in bf16's, exact, subnormals included."""
-    MAGNITUDE: gl.constexpr = (0x7 << 6) * 0x10001
-    if 4 * i >= 6:
-        magnitude = (word >> (4 * i - 6)) & MAGNITUDE
-    else:
-        magnitude = (word << (6 - 4 * i)) & MAGNITUDE
-    return ((word << (12 - 4 * i)) & 0x80008000) | magnitude
-
-
-@gluon.jit
 def _scaled(pairs, scale2):
     """``pairs * scale2`` in bf16x2, one ``fma.rn.bf16x2`` (with -0.0 added, which keeps signed zeros);
     exact here: e2m1 * e4m3 fits in bf16's mantissa."""
@@ -70,7 +60,7 @@ def _scaled(pairs, scale2):
 @gluon.jit
 def _e4m3_pair_to_bf16(two):
     """16-bit pairs of E4M3 scales (uint32, low half used) -> bf16x2 patterns worth ``e4m3 * 2**119``, so
-    that a product with ``_pair_bits``'s ``2**-126`` is worth ``e2m1 * e4m3 * 2**-7``.
+    that a product with ``nibble_pair_bits``' ``2**-126`` is worth ``e2m1 * e4m3 * 2**-7``.
 
     ``cvt.rn.f16x2.e4m3x2`` is exact (every E4M3 value is a normal fp16); each fp16 pattern's exponent
     and mantissa then move to bf16's fields, and the exponent is rebiased by 127 - 15 + 119 = 231
@@ -79,14 +69,6 @@ def _e4m3_pair_to_bf16(two):
         "{ .reg .b16 lo; .reg .b32 h, m, z; cvt.u16.u32 lo, $1; cvt.rn.f16x2.e4m3x2 h, lo; mov.b32 z, 0; "
         "set.ne.u32.f16x2 m, h, z; shr.b32 h, h, 3; and.b32 h, h, 0x0FFF0FFF; and.b32 m, m, 0x73807380; "
         "add.u32 $0, h, m; }", "=r,r", [two], dtype=gl.uint32, is_pure=True, pack=1)
-
-
-@gluon.jit
-def _gelu_tanh(a):
-    """GELU, tanh approximation, in fp32 (as ``kernels._w4a16_gemm.gelu_tanh``)."""
-    z = 0.7978845608028654 * (a + 0.044715 * a * a * a)
-    e = gl.exp(-2.0 * gl.abs(z))
-    return a * gl.where(z >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
 
 
 @gluon.jit
@@ -100,7 +82,7 @@ def _store_output(total, n0, global_scale_ptr, bias_ptr, y_ptr, M, N, stride_ym,
     if HAS_BIAS:
         out = out + gl.load(bias_ptr + rows).to(gl.float32)[:, None]
     if GELU_TANH:
-        out = _gelu_tanh(out)
+        out = gelu_tanh(out)
     mask = (ms < M)[None, :] & (rows < N)[:, None]
     gl.store(y_ptr + ms[None, :] * stride_ym + rows[:, None] * stride_yn, out.to(y_ptr.dtype.element_ty), mask=mask)
 
@@ -200,8 +182,11 @@ def w4a16_ring_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
             two = _e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
             scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
                               ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
-            pairs = gl.join(gl.join(_scaled(_pair_bits(words, 0), scale2), _scaled(_pair_bits(words, 1), scale2)),
-                            gl.join(_scaled(_pair_bits(words, 2), scale2), _scaled(_pair_bits(words, 3), scale2)))
+            p0 = _scaled(nibble_pair_bits(words, 0, 6), scale2)  # MAG_LSB 6: bf16 patterns
+            p1 = _scaled(nibble_pair_bits(words, 1, 6), scale2)
+            p2 = _scaled(nibble_pair_bits(words, 2, 6), scale2)
+            p3 = _scaled(nibble_pair_bits(words, 3, 6), scale2)
+            pairs = gl.join(gl.join(p0, p1), gl.join(p2, p3))
             # pairs [n, t, w, b, a]: elements i = 2a + b and i + 4 of word w, K 32t + 8w + 2a + b (+ 4)
             low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
             high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
