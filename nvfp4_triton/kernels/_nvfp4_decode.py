@@ -53,6 +53,15 @@ def nibble_pair_bits(word, i: tl.constexpr, MAG_LSB: tl.constexpr):
     patterns worth ``e2m1 * 2**-126``. Both are exact (code 1 lands on a subnormal).
     """
     MAGNITUDE: tl.constexpr = (0x7 << MAG_LSB) * 0x10001
+    if MAG_LSB + 3 < 12:
+        # The pair's nibbles alone, then one multiply writes two copies of them: one puts the signs
+        # in place (bits 12-15, 28-31), the other the magnitudes (from MAG_LSB up). The copies do
+        # not overlap, so the sum carries nothing, and a mask keeps the wanted bits.
+        if i >= 2:
+            word = word >> 8  # nibbles 2, 3 (and 6, 7) where 0, 1 (4, 5) were
+        j: tl.constexpr = i % 2
+        alone = word & (0x000F000F << (4 * j))
+        return (alone * ((1 << (12 - 4 * j)) + (1 << (MAG_LSB - 4 * j)))) & (MAGNITUDE | 0x80008000)
     if 4 * i >= MAG_LSB:
         magnitude = (word >> (4 * i - MAG_LSB)) & MAGNITUDE
     else:
