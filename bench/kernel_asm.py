@@ -43,7 +43,7 @@ from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_ring import TRIP, w4a16_ring_kernel  # noqa: E402
-from nvfp4_triton.ring import layouts  # noqa: E402
+from nvfp4_triton.ring import columns, layouts  # noqa: E402
 
 
 def _fused(m, n, k, cfg):
@@ -69,7 +69,7 @@ def _gemv(m, n, k, cfg):
 def _ring(m, n, k, cfg):
     bn, warps, stages, split_k = (cfg + [64, 4, 3, 1][len(cfg):])
     k_per_split, split = k_slices(k, TRIP, split_k)
-    bm = 8 if m <= 8 else 16
+    bm = columns(m)
     args = dict(words_ptr="*i32", scale_ptr="*i32", x_ptr="*bf16", global_scale_ptr="*fp32", bias_ptr="*bf16",
                 y_ptr="*bf16", partial_ptr="*fp32", counter_ptr="*i32", M=m, N=n, K=k, k_per_split=k_per_split,
                 stride_xm=k, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False, SPLIT=split, BN=bn, BM=bm,

@@ -424,7 +424,7 @@ def _bind_ring(cfg: RingConfig, x: torch.Tensor, packed: torch.Tensor, scale_bit
     k_per_split, split = k_slices(k, ring.TRIP, cfg.split_k)
     grid = (n // cfg.block_n, split)
     words, scales = _word_view(packed, torch.int32), _word_view(scale_bits, torch.int32)
-    block_m = 8 if m <= 8 else 16
+    block_m = ring.columns(m)
     options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, SPLIT=split, BN=cfg.block_n, BM=block_m,
                    WARPS=cfg.num_warps, STAGES=cfg.num_stages, **ring.layouts(cfg.block_n, cfg.num_warps, block_m),
                    num_warps=cfg.num_warps)

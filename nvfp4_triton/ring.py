@@ -17,10 +17,8 @@ try:
 except ImportError:  # no Gluon, or another version of its API
     TRIP, w4a16_ring_kernel = 256, None
 
-MAX_BUCKET = 8
-"""Largest M bucket the tuner times the ring kernel for: M <= 11. Bucket 16 holds M up to 22, past the
-kernel's 16 columns. (At M = 16 on an H200 the ring kernel beat the fused kernel at three of four FLUX
-weights by 4-5%, bench/NOTES.md v31; a bucket-16 runner would need another kernel above 16 rows.)"""
+MAX_BUCKET = 16
+"""Largest M bucket the tuner times the ring kernel for: M <= 22, within the kernel's 32 columns."""
 
 MIN_TRITON = (3, 6)
 """The Gluon API the kernel is written against."""
@@ -42,11 +40,11 @@ def device_problem(device: torch.device) -> str:
 
 def problem(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device) -> str:
     """Why the kernel cannot run an ``(m, n, k)`` GEMM with x of ``dtype`` on ``device``; "" if it can.
-    Beyond ``device_problem``: M <= 16, N a multiple of 64 (its smallest tile), K of a trip, bf16 x."""
+    Beyond ``device_problem``: M <= 32, N a multiple of 64 (its smallest tile), K of a trip, bf16 x."""
     if dtype != torch.bfloat16:
         return f"it needs bf16 x (got {dtype})"
-    if m > 16 or n % 64 or k % TRIP:
-        return f"it needs M <= 16, N a multiple of 64 and K of {TRIP} (got M = {m}, N = {n}, K = {k})"
+    if m > 32 or n % 64 or k % TRIP:
+        return f"it needs M <= 32, N a multiple of 64 and K of {TRIP} (got M = {m}, N = {n}, K = {k})"
     return device_problem(device)
 
 
@@ -55,21 +53,28 @@ def offered(bucket: int, n: int, k: int, dtype: torch.dtype, device: torch.devic
     return bucket <= MAX_BUCKET and not problem(bucket, n, k, dtype, device)
 
 
+def columns(m: int) -> int:
+    """The kernel's columns (its ``BM``) for x with ``m`` rows: 8, 16 or 32."""
+    return 8 if m <= 8 else 16 if m <= 16 else 32
+
+
 def layouts(block_n: int, num_warps: int, block_m: int) -> dict:
     """The kernel's layout bases (as hashable tuples) for ``block_n`` weight rows, ``num_warps`` warps
-    and ``block_m`` (8 or 16) columns of x.
+    and ``block_m`` (8, 16 or 32) columns of x.
 
     Words ``[BN, t, w]``: a thread's words as registers, then its rows g + 8 and the repetitions
     ``16 * num_warps`` rows apart (mma.sync's layout repeats so); warps 16 rows apart. x's half trip
-    ``[BM, 128]``: a thread's 32 neighbouring K, and its row g + 8 when there are 16; x's trip as the
-    ring keeps it, ``[4 BM, 64]`` (row 4m + t): a thread's 64 K, and its row 4(g + 8) + t.
+    ``[BM, 128]``: a thread's 32 neighbouring K, and its rows g + 8 (g + 16, g + 24) where BM has them;
+    x's trip as the ring keeps it, ``[4 BM, 64]`` (row 4m + t): a thread's 64 K, and its rows
+    4(g + 8) + t and so on.
     """
     rows = [(8, 0, 0)]
     rep = 16 * num_warps
     while rep < block_n:
         rows.append((rep, 0, 0))
         rep *= 2
-    x_half = ((0, 1), (0, 2), (0, 4), (0, 8), (0, 16)) + (((8, 0),) if block_m == 16 else ())
+    columns = tuple(8 << i for i in range(block_m.bit_length() - 4))  # x rows g + 8, g + 16 by registers
+    x_half = ((0, 1), (0, 2), (0, 4), (0, 8), (0, 16)) + tuple((c, 0) for c in columns)
     return {"WORD_REGS": ((0, 0, 1), (0, 0, 2), *rows), "TRIP_WORD_REGS": ((0, 0, 1), (0, 0, 2), (0, 0, 4), *rows),
             "WARP_BASES": tuple((16 << i, 0, 0) for i in range(num_warps.bit_length() - 1)),
-            "X_REGS": x_half, "X_TRIP_REGS": x_half[:5] + ((0, 32),) + (((32, 0),) if block_m == 16 else ())}
+            "X_REGS": x_half, "X_TRIP_REGS": x_half[:5] + ((0, 32),) + tuple((4 * c, 0) for c in columns)}

@@ -137,14 +137,15 @@ def test_agreement_check_catches_garbage_not_rounding():
 
 
 def test_the_ring_kernel_is_timed_only_where_it_can_run(monkeypatch):
-    """Offered for M buckets up to 8, N a multiple of 64, K of 256 and bf16 x, where the device and
+    """Offered for M buckets up to 16, N a multiple of 64, K of 256 and bf16 x, where the device and
     Triton allow (faked here); split only where every slice keeps two 256-wide trips."""
     assert not any(isinstance(c, RingConfig) for c in candidate_configs(4, 3072, 3072, 228 * 1024))  # no GPU
     monkeypatch.setattr(ring, "device_problem", lambda device: "")
     rings = [c for c in candidate_configs(4, 3072, 3072, 228 * 1024) if isinstance(c, RingConfig)]
     assert rings and {c.split_k for c in rings} == {1, 2, 4}  # 12 trips: 8 slices would leave 1-2 trips each
     assert max(c.split_k for c in candidate_configs(8, 3072, 12288, 228 * 1024) if isinstance(c, RingConfig)) == 8
-    for bucket, n, k, dtype in [(16, 3072, 3072, torch.bfloat16), (4, 3000, 3072, torch.bfloat16),
+    assert any(isinstance(c, RingConfig) for c in candidate_configs(16, 3072, 3072, 228 * 1024))
+    for bucket, n, k, dtype in [(32, 3072, 3072, torch.bfloat16), (4, 3000, 3072, torch.bfloat16),
                                 (4, 3072, 3000, torch.bfloat16), (4, 3072, 3072, torch.float16)]:
         assert not any(isinstance(c, RingConfig) for c in candidate_configs(bucket, n, k, 228 * 1024, dtype))
 

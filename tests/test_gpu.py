@@ -533,10 +533,10 @@ RING_CONFIGS = [("64 w4 s2", 64, 4, 2, 1), ("64 w4 s3 split2", 64, 4, 3, 2), ("6
                 ("128 w4 s3", 128, 4, 3, 1), ("128 w8 s2 split3", 128, 8, 2, 3)]
 
 
-@pytest.mark.parametrize("m", [1, 3, 8, 11, 16])
+@pytest.mark.parametrize("m", [1, 3, 8, 11, 16, 17, 32])
 @pytest.mark.parametrize("label, block_n, warps, stages, split", RING_CONFIGS)
 def test_ring_configs_match_reference(m, label, block_n, warps, stages, split):
-    """Every ring config at 8 or 16 columns of x, K split (8 trips: 3 slices take 3, 3 and 2), with
+    """Every ring config at 8, 16 and 32 columns of x, K split (8 trips: 3 slices take 3, 3 and 2), with
     bias, GELU at odd M, and a seventh of the blocks with a zero scale while their codes are not."""
     from nvfp4_triton import NVFP4Weight
     from nvfp4_triton.gemm import w4a16_gemm
@@ -584,7 +584,8 @@ def test_ring_reads_any_x_and_writes_any_out():
         assert_matches_reference(y, x, q, None)
 
 
-@pytest.mark.parametrize("m, n, k, split", [(1, 18432, 3072, 1), (4, 3072, 12288, 8), (8, 9216, 3072, 2)])
+@pytest.mark.parametrize("m, n, k, split", [(1, 18432, 3072, 1), (4, 3072, 12288, 8), (8, 9216, 3072, 2),
+                                           (22, 12288, 3072, 4)])
 def test_ring_at_flux_sizes(m, n, k, split):
     from nvfp4_triton.gemm import w4a16_gemm
     from nvfp4_triton.tiling import RingConfig
@@ -598,7 +599,7 @@ def test_ring_at_flux_sizes(m, n, k, split):
     assert_matches_reference(y, x, q, bias)
 
 
-@pytest.mark.parametrize("m", [4, 8])
+@pytest.mark.parametrize("m", [4, 8, 16])
 def test_tuning_with_the_ring_kernel_offered(m, private_cache, monkeypatch, caplog):
     """Where the ring kernel runs the tuner times it beside the other kernels, every ring candidate
     agrees with the default config (none is skipped), and whichever wins, the layer's output is right."""

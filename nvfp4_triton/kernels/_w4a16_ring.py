@@ -1,6 +1,6 @@
 """Gluon JIT code: the small-M W4A16 GEMM on mma.sync, fed from a shared-memory ring (``RingConfig``).
 
-For x with at most 16 rows the GEMM streams the weight. Here the weight's rows are the MMA's rows and
+For x with at most 32 rows the GEMM streams the weight. Here the weight's rows are the MMA's rows and
 x's rows its columns (``y^T = W x^T``), each thread decodes its own MMA fragment in registers, and
 cp.async keeps the next trips' codes, block scales and x in a shared-memory ring while the current
 trip is decoded, so a program has several trips' bytes in flight without holding them in registers.
@@ -94,7 +94,7 @@ def w4a16_ring_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
                       BM: gl.constexpr, WARPS: gl.constexpr, STAGES: gl.constexpr,
                       WORD_REGS: gl.constexpr, TRIP_WORD_REGS: gl.constexpr, WARP_BASES: gl.constexpr,
                       X_REGS: gl.constexpr, X_TRIP_REGS: gl.constexpr):
-    """One program: BN weight rows (16 a warp and repetition) against x's M <= BM (8 or 16) rows, over K
+    """One program: BN weight rows (16 a warp and repetition) against x's M <= BM (8, 16 or 32) rows, over K
     slice ``program_id(1)`` (``k_per_split`` wide, whole trips) of SPLIT. Split, each slice stores its
     fp32 sums in ``partial_ptr`` (``[SPLIT, M, N]``) and the last of a column strip to take a ticket
     from ``counter_ptr`` (int32 a strip, zero between launches) adds them and writes y.
