@@ -605,10 +605,13 @@ def test_tuning_with_the_ring_kernel_offered(m, private_cache, monkeypatch, capl
     agrees with the default config (none is skipped), and whichever wins, the layer's output is right."""
     import logging
 
-    from nvfp4_triton import gemm
+    from nvfp4_triton import autotune, gemm
 
     _ring_or_skip()
     monkeypatch.setenv("NVFP4_TRITON_AUTOTUNE", "1")
+    # A new process's tuner: earlier tests may have met this shape with autotuning off, and the
+    # module's tuner would then give their default config without timing anything.
+    monkeypatch.setattr(gemm, "tuner", autotune.Tuner("w4a16_gemm"))
     timed = []
     bind = gemm._bind_ring
     monkeypatch.setattr(gemm, "_bind_ring", lambda cfg, *args: timed.append(cfg) or bind(cfg, *args))
