@@ -2,7 +2,7 @@
 
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
-  (``GemvConfig``), at M <= 11 on Ada and Hopper the ring kernel (``RingConfig``, see ``ring``),
+  (``GemvConfig``), at M <= 22 on Ada and Hopper the ring kernel (``RingConfig``, see ``ring``),
   or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``). The fused kernel and the GEMV may split K across programs where the weight
   has too few output rows to fill the GPU (the last program of each output tile sums the slices);
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
