@@ -26,15 +26,15 @@ What compiling for sm_90 on the CPU showed (``ptxas -v`` on the PTX, and the SAS
 - Three steps a trip with ``warpgroup_mma_wait(1)`` (this form): no C7513; each group of four
   HGMMA.64x128x16 is followed by ``WARPGROUP.DEPBAR.LE gsb0, 0x1`` and then the next decode, so the
   decode runs beside the MMA just issued. A never goes through shared memory (no LDS/STS).
-- BM 128, 3-4 stages: 180-182 registers, no spills, about 254 instructions a step a thread. BM 256:
-  255 registers and 32 bytes of stack (spills).
+- BM 128, 3-4 stages: 180-184 registers, no spills, 223-232 instructions a step a thread (254-259
+  when each block's scale was converted alone; now blocks 2j and 2j + 1 share one
+  ``cvt.rn.f16x2.e4m3x2``). BM 256: 255 registers and 56 bytes of stack (spills).
 
 Prediction (before any GPU run): at BM = 128 one step is 4 HGMMA.64x128x16 (about 256 cycles of
-an SM's tensor cores) against about 254 issue cycles a scheduler for the decode, so at best the two
+an SM's tensor cores) against about 230 issue cycles a scheduler for the decode, so at best the two
 balance and the kernel runs near wgmma's rate for n = 128; with the usual losses, 0.6-0.9x of cuBLAS
 at M = 512 and 0.5-0.8x at M >= 4096 (two-pass: 0.67-0.75x and 0.93x). Fewer decode instructions
-(the scale conversion is 8 of them a step a thread, 4 would do) or two consumer warpgroups sharing
-x's tile would come next.
+or two consumer warpgroups sharing x's tile would come next.
 
 Not done yet: split K, bias/GELU (the epilogue multiplies by the global scale only), a persistent
 grid, two consumer warpgroups sharing x's tile, TMA.
@@ -78,9 +78,10 @@ def _decoded_step(words, scale_word, byte_shift, block_shift, a_layout: gl.const
                   BK: gl.constexpr):
     """One step's A operand [BN, BK] (bf16, ``e2m1 * e4m3 * 2**-7``) from its code words [BN, t, block,
     half] (uint32; each thread keeps byte t) and its rows' scale words (4 E4M3 bytes, block b in byte b)."""
-    scale_byte = (scale_word[:, None, None, None] >> block_shift) & 0xFF
-    two = _e4m3_pair_to_bf16(scale_byte)  # the block's scale in the low half, times 2**119
-    pairs = _scaled(_byte_pairs((words >> byte_shift) & 0xFF), (two & 0xFFFF) | (two << 16))
+    # Blocks 2j and 2j + 1 convert together (the same input for both, which the compiler merges).
+    two = _e4m3_pair_to_bf16((scale_word[:, None, None, None] >> (block_shift & 16)) & 0xFFFF)  # times 2**119
+    scale2 = gl.where((block_shift & 8) == 0, (two & 0xFFFF) | (two << 16), (two >> 16) | (two & 0xFFFF0000))
+    pairs = _scaled(_byte_pairs((words >> byte_shift) & 0xFF), scale2)
     low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
     high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
     # [n, t, block, half, s] -> K 16 block + 8 half + 2t + s
