@@ -73,8 +73,8 @@ def layouts(block_n: int, num_warps: int, block_m: int) -> dict:
     while rep < block_n:
         rows.append((rep, 0, 0))
         rep *= 2
-    columns = tuple(8 << i for i in range(block_m.bit_length() - 4))  # x rows g + 8, g + 16 by registers
-    x_half = ((0, 1), (0, 2), (0, 4), (0, 8), (0, 16)) + tuple((c, 0) for c in columns)
+    x_rows = tuple(8 << i for i in range(block_m.bit_length() - 4))  # rows g + 8, g + 16: by registers
+    x_half = ((0, 1), (0, 2), (0, 4), (0, 8), (0, 16)) + tuple((r, 0) for r in x_rows)
     return {"WORD_REGS": ((0, 0, 1), (0, 0, 2), *rows), "TRIP_WORD_REGS": ((0, 0, 1), (0, 0, 2), (0, 0, 4), *rows),
             "WARP_BASES": tuple((16 << i, 0, 0) for i in range(num_warps.bit_length() - 1)),
-            "X_REGS": x_half, "X_TRIP_REGS": x_half[:5] + ((0, 32),) + tuple((4 * c, 0) for c in columns)}
+            "X_REGS": x_half, "X_TRIP_REGS": x_half[:5] + ((0, 32),) + tuple((4 * r, 0) for r in x_rows)}
