@@ -2,8 +2,8 @@
 
     python bench/bench_gemm.py [--shapes flux|small|all] [--modes two_pass w4a16 fp8 ...] [--parts] [--json PATH]
 
-Columns: forced two-pass, tuned W4A16 ("ours", with the strategy the tuner chose and its % of the
-regime's measured ceiling), activation="fp8" (tuned), FP8 two-pass with full-precision accumulation,
+Columns: forced two-pass, tuned W4A16 ("ours", with the strategy the tuner chose, its rate in the
+regime's unit (weight GB/s at M <= 16, TFLOP/s above) and that rate's % of the measured ceiling), activation="fp8" (tuned), FP8 two-pass with full-precision accumulation,
 FP8-resident weights, and W4A4 emulation; each with its error against exact NVFP4 x BF16.
 
 Configs are autotuned on first use (into the usual cache); NVFP4_TRITON_AUTOTUNE=0 times the
@@ -183,7 +183,10 @@ def _median(values: list[float]) -> float:
 
 def _print_row(r: dict, modes: tuple[str, ...]) -> None:
     cols = " ".join(f"{r[f'{mode}_ms']:8.4f} {r[f'{mode}_ratio']:6.3f}" for mode in modes)
-    extra = f" {r['w4a16_eager_ms']:8.4f} {r['pct_ceiling']:5.1f}%  {r['strategy']}" if "strategy" in r else ""
+    extra = ""
+    if "strategy" in r:  # W4A16's rate in its regime's unit: weight GB/s at small M, TFLOP/s above
+        rate = f"{r['weight_gbps']:6.0f} GB/s" if r["M"] <= 16 else f"{r['tflops']:6.0f} TF/s"
+        extra = f" {r['w4a16_eager_ms']:8.4f} {rate} {r['pct_ceiling']:5.1f}%  {r['strategy']}"
     print(f"{r['label']:34} {r['M']:5} {r['N']:6} {r['K']:6} {r['bf16_ms']:8.4f} {cols}{extra}", flush=True)
 
 
@@ -205,7 +208,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"ceilings: dense BF16 {ceilings['bf16_tflops']:.0f} TFLOP/s, copy {ceilings['copy_gbps']:.0f} GB/s", flush=True)
     rows = []
     mode_cols = " ".join(f"{mode + ' ms':>8} {'ratio':>6}" for mode in modes)
-    print(f"{'shape':34} {'M':>5} {'N':>6} {'K':>6} {'bf16 ms':>8} {mode_cols} {'eager ms':>8} % ceil  W4A16 strategy")
+    print(f"{'shape':34} {'M':>5} {'N':>6} {'K':>6} {'bf16 ms':>8} {mode_cols} {'eager ms':>8} {'W4A16 rate':>11} "
+          "% ceil  W4A16 strategy")
     for label, m, n, k, _ in SHAPE_SETS[args.shapes]:
         r = bench_shape(label, m, n, k, modes, ceilings, args.parts)
         rows.append(r)
