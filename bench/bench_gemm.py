@@ -3,8 +3,9 @@
     python bench/bench_gemm.py [--shapes flux|small|all] [--modes two_pass w4a16 fp8 ...] [--parts] [--json PATH]
 
 Columns: forced two-pass, tuned W4A16 ("ours", with the strategy the tuner chose, its rate in the
-regime's unit (weight GB/s at M <= 16, TFLOP/s above) and that rate's % of the measured ceiling), activation="fp8" (tuned), FP8 two-pass with full-precision accumulation,
-FP8-resident weights, and W4A4 emulation; each with its error against exact NVFP4 x BF16.
+regime's unit (weight GB/s at M <= 16, TFLOP/s above) and that rate's % of the measured ceiling),
+activation="fp8" (tuned), FP8 two-pass with full-precision accumulation, FP8-resident weights, and
+W4A4 emulation; each with its error against exact NVFP4 x BF16.
 
 Configs are autotuned on first use (into the usual cache); NVFP4_TRITON_AUTOTUNE=0 times the
 default config instead.

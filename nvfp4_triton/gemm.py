@@ -3,8 +3,9 @@
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
   (``GemvConfig``), at M <= 22 on Ada and Hopper the ring kernel (``RingConfig``, see ``ring``),
-  or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``). The fused kernel and the GEMV may split K across programs where the weight
-  has too few output rows to fill the GPU (the last program of each output tile sums the slices);
+  or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``). The fused
+  kernel, the GEMV and the ring kernel may split K across programs where the weight has too few
+  output rows to fill the GPU (the last program of each output tile sums the slices);
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer and quantize the activations per
   token (one launch for both, for rows up to ``act_quant.ONE_LAUNCH_MAX_K``, unless x comes
@@ -356,11 +357,7 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
 
     def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         y = _output(x, n, out)
-        if split == 1:
-            partial = counters = y  # not read
-        else:
-            partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
-            counters = scratch.tile_counters(tiles, x.device, fresh=traced(x))
+        partial, counters = _split_buffers(split, m, n, tiles, y, fresh=traced(x))
         bias_arg = bias if bias is not None else y
         if gemv:
             x_words = _word_view(x, torch.int64)
@@ -371,6 +368,16 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
                          m, n, k, k_per_split, x.stride(0), x.stride(1), y.stride(0), y.stride(1), **options)
         return y
     return run
+
+
+def _split_buffers(split: int, m: int, n: int, tiles: int, y: torch.Tensor,
+                   fresh: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """A split-K launch's fp32 partial sums ``[split, M, N]`` (per call) and its ``tiles`` arrival
+    counters (``scratch.tile_counters``); unsplit, y stands in for both (the kernel reads neither)."""
+    if split == 1:
+        return y, y
+    return (torch.empty((split, m, n), dtype=torch.float32, device=y.device),
+            scratch.tile_counters(tiles, y.device, fresh=fresh))
 
 
 def _fused_fallback(x: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor, global_scale: torch.Tensor,
@@ -435,11 +442,7 @@ def _bind_ring(cfg: RingConfig, x: torch.Tensor, packed: torch.Tensor, scale_bit
         # it has specialized as a multiple of 16 elements.
         if x.stride(1) != 1 or x.stride(0) % 16 or x.data_ptr() % 16:
             x = x.clone(memory_format=torch.contiguous_format)
-        if split == 1:
-            partial = counters = y  # not read
-        else:
-            partial = torch.empty((split, m, n), dtype=torch.float32, device=x.device)
-            counters = scratch.tile_counters(grid[0], x.device)
+        partial, counters = _split_buffers(split, m, n, grid[0], y, fresh=False)
         _ring_kernel(grid, words, scales, x, global_scale, bias if bias is not None else y, y, partial, counters,
                      m, n, k, k_per_split, x.stride(0), y.stride(0), y.stride(1), **options)
         return y

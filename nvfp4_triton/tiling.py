@@ -3,7 +3,7 @@
 Strategies, chosen per shape by autotuning:
 - ``TileConfig``: the fused kernel (dequantize in the K loop, then ``tl.dot``);
 - ``GemvConfig`` (a few activation rows): the GEMV kernel, dequantize and multiply on CUDA cores;
-- ``RingConfig`` (up to 11 activation rows): the ring kernel (Gluon, mma.sync, a cp.async ring in
+- ``RingConfig`` (up to 22 activation rows): the ring kernel (Gluon, mma.sync, a cp.async ring in
   shared memory; ``ring``);
 - ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS;
 - ``Fp8Config`` (``activation="fp8"`` only): dequantize to E4M3 into the scratch buffer, quantize
