@@ -19,6 +19,7 @@ and (without remembering it) while a CUDA graph is being captured.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import math
 import os
@@ -271,22 +272,59 @@ def benchmark_ms(fn: Callable[[], object]) -> float:
     Timing the replay leaves out the host's launch overhead, which would otherwise favour
     strategies with fewer launches even where they are slower on the GPU; in a model, host work
     overlaps the GPU's. Where capture is impossible, the eager call is timed instead.
+
+    The flush writes 256 MB, so each call starts with L2 full of dirty lines; ``rotating_ms``
+    times a chain of calls on distinct weights instead, as in a model.
     """
-    fn()
+    with _captured([fn]) as run:
+        return triton.testing.do_bench(run, warmup=BENCH_WARMUP_MS, rep=BENCH_REP_MS, return_mode="median")
+
+
+def rotating_ms(fns: list[Callable[[], object]], reps: int = 50) -> float:
+    """GPU time of one call in ms, when each of ``fns`` reads a weight that the others do not.
+
+    The calls are captured in turn in one CUDA graph, and the replays are timed without flushing
+    L2 (median over ``reps``, divided by ``len(fns)``). With the weights together several times
+    larger than L2, each call reads its weight from HBM while L2 holds the other weights' clean
+    lines: a chain of distinct layers, as in a model. Capture and fallback as ``benchmark_ms``.
+    """
+    with _captured(fns) as run:
+        for _ in range(3):
+            run()
+        events = [(torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)) for _ in range(reps)]
+        for start, end in events:
+            start.record()
+            run()
+            end.record()
+        torch.cuda.synchronize()
+        times = sorted(start.elapsed_time(end) for start, end in events)
+    return times[reps // 2] / len(fns)
+
+
+@contextlib.contextmanager
+def _captured(fns: list[Callable[[], object]]):
+    """A callable that runs ``fns`` in turn: one CUDA-graph replay, or the eager calls if capture fails."""
+    for fn in fns:
+        fn()
+
+    def eager() -> None:
+        for fn in fns:
+            fn()
+
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     graph = torch.cuda.CUDAGraph()
     try:
         with torch.cuda.stream(stream):
-            fn()
+            eager()
         with torch.cuda.graph(graph, stream=stream):
-            fn()
+            eager()
         run = graph.replay
     except RuntimeError:
-        run = fn
+        run = eager
     torch.cuda.current_stream().wait_stream(stream)
     try:
-        return triton.testing.do_bench(run, warmup=BENCH_WARMUP_MS, rep=BENCH_REP_MS, return_mode="median")
+        yield run
     finally:
         del graph
         scratch.release_stream(stream)
