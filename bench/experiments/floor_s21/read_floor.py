@@ -19,6 +19,11 @@ Prediction: ``empty`` 2-4 us; ``read`` 6-8 us above ``empty`` at 18432 x 3072 (3
 plus any cost of evicting dirty lines. If ``read`` at 18432 x 3072 is above 13.7 us, 3x is out of
 reach in this harness whatever the kernel.
 
+Session 22 (the first run, before this addition): empty 2.8 us; read 15.6 us at 18432 x 3072
+(2.0 TB/s), 10.7-12.4 us at the others; cuBLAS / read 2.50-2.64x. So 3x is out of reach in this
+harness. Added then: the same reads and cuBLAS through ``rotating_ms`` (no flush, copies cycled),
+to see whether the flush's dirty lines make the fixed cost.
+
     PYTHONPATH=. python3 bench/experiments/floor_s21/read_floor.py [--json OUT]
 """
 
@@ -60,7 +65,7 @@ def _xor(a, b):
 
 
 def main() -> None:
-    from nvfp4_triton.autotune import benchmark_ms
+    from nvfp4_triton.autotune import benchmark_ms, rotating_ms
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -88,6 +93,22 @@ def main() -> None:
         print(f"{n} x {k} ({row['bytes'] / 1e6:.1f} MB): read {read:.1f} us ({row['bytes'] / read / 1e3:.0f} GB/s), "
               f"copy {row['copy_us']:.1f} us, cuBLAS M = 1 {row['cublas_us']:.1f} us; "
               f"cuBLAS / read = {row['cublas_us'] / read:.2f}x", flush=True)
+        # Session 22: the same reads with no flush, cycling through copies that together exceed L2
+        # four times (``rotating_ms``): whether the flush's dirty lines are the fixed cost.
+        sets = max(2, -(-4 * torch.cuda.get_device_properties(0).L2_cache_size // row["bytes"]))
+        flats = [flat] + [flat.clone() for _ in range(sets - 1)]
+        denses = [dense] + [dense.clone() for _ in range(sets - 1)]
+        block = min(BLOCKS, key=lambda b: row[f"read {b} us"])
+        grid = (triton.cdiv(flat.numel(), block),)
+        out = torch.empty(grid[0], dtype=torch.int64, device="cuda")
+        row["sets"] = sets
+        row["read_rotate_us"] = 1e3 * rotating_ms(
+            [lambda f=f: read_kernel[grid](f, f.numel(), out, BLOCK=block) for f in flats])
+        row["cublas_rotate_us"] = 1e3 * rotating_ms([lambda d=d: F.linear(x, d) for d in denses])
+        print(f"    rotating {sets} copies, no flush: read {row['read_rotate_us']:.1f} us "
+              f"({row['bytes'] / row['read_rotate_us'] / 1e3:.0f} GB/s), cuBLAS M = 1 {row['cublas_rotate_us']:.1f} us; "
+              f"cuBLAS / read = {row['cublas_rotate_us'] / row['read_rotate_us']:.2f}x", flush=True)
+        del flats, denses
         if args.json:
             args.json.write_text(json.dumps(rows, indent=1))
 
