@@ -115,8 +115,9 @@ KERNELS = {"fused": _fused, "gemv": _gemv, "ring": _ring, "dequant": _dequant("*
            "fp8-quant": _fp8_quant, "fp8-operands": _fp8_operands, "nvfp4-quant": _nvfp4_quant}
 
 
-def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int):
-    """Compile ``fn`` with ``args`` (pointer dtypes as strings, ints as values, constexprs by annotation)."""
+def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int, maxnreg: int | None = None):
+    """Compile ``fn`` with ``args`` (pointer dtypes as strings, ints as values, constexprs by annotation);
+    ``maxnreg`` caps registers a thread (warp-specialized kernels split them between partitions)."""
     constexpr_names = {p.name for p in fn.params if p.is_constexpr}
     unspecialized = set(fn.do_not_specialize)  # parameter names, as the library's kernels give them
     signature, constexprs, attrs = {}, {}, {}
@@ -135,8 +136,10 @@ def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int):
                 attrs[(index,)] = [["tt.divisibility", 16]]
     source_type = GluonASTSource if isinstance(fn, GluonJITFunction) else triton.compiler.ASTSource
     source = source_type(fn=fn, signature=signature, constexprs=constexprs, attrs=attrs)
-    return triton.compile(source, target=GPUTarget("cuda", arch, 32),
-                          options={"num_warps": warps, "num_stages": stages})
+    options = {"num_warps": warps, "num_stages": stages}
+    if maxnreg is not None:
+        options["maxnreg"] = maxnreg
+    return triton.compile(source, target=GPUTarget("cuda", arch, 32), options=options)
 
 
 def _tool(name: str) -> str:

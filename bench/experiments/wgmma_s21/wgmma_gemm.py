@@ -41,6 +41,7 @@ grid, two consumer warpgroups sharing x's tile, TMA.
 
     python3 bench/experiments/wgmma_s21/wgmma_gemm.py            # compile for sm_90 on any machine
     python3 bench/experiments/wgmma_s21/wgmma_gemm.py --gpu      # check against float64, time vs cuBLAS
+    python3 bench/experiments/wgmma_s21/wgmma_gemm.py --profile M N K BM STAGES   # for Nsight Compute
 """
 
 import argparse
@@ -233,10 +234,24 @@ def check_and_time() -> None:
         print(line, flush=True)
 
 
+def run_for_profiler(m: int, n: int, k: int, bm: int, stages: int) -> None:
+    """Three launches at one shape, for Nsight Compute (``--launch-skip 2 --launch-count 1``)."""
+    from nvfp4_triton import quantize
+    q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        wgmma_gemm(x, q, bm, stages)
+    torch.cuda.synchronize()
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpu", action="store_true")
-    if parser.parse_args().gpu:
+    parser.add_argument("--profile", type=int, nargs=5, metavar=("M", "N", "K", "BM", "STAGES"))
+    args = parser.parse_args()
+    if args.profile:
+        run_for_profiler(*args.profile)
+    elif args.gpu:
         check_and_time()
     else:
         for bm, stages in ((128, 3), (128, 4), (256, 4)):
