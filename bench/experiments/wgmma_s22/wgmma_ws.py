@@ -24,7 +24,7 @@ rate for n = BM: 0.7-0.9x of cuBLAS at M >= 4096, and at M = 512 (96-192 program
 
     python3 bench/experiments/wgmma_s22/wgmma_ws.py            # compile for sm_90 on any machine
     python3 bench/experiments/wgmma_s22/wgmma_ws.py --gpu      # check against float64, time vs cuBLAS
-    python3 bench/experiments/wgmma_s22/wgmma_ws.py --profile M N K BM STAGES   # for Nsight Compute
+    python3 bench/experiments/wgmma_s22/wgmma_ws.py --profile M N K CONFIG   # for Nsight Compute (CONFIGS[CONFIG])
 """
 
 import argparse
@@ -45,7 +45,6 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 from nvfp4_triton.kernels._w4a16_ring import _e4m3_pair_to_bf16, _scaled  # noqa: E402
 
-BN = gl.constexpr(64)  # weight rows a program
 BK = gl.constexpr(64)  # K a step: 8 code words and one scale word (4 E4M3 bytes) a row
 
 
@@ -66,10 +65,13 @@ def _as_bf16(pairs):
 
 @gluon.jit
 def _producer(x_ring, a_ring, code_ring, scale_ring, ready, empty, words_ptr, scale_ptr, x_ptr, M, K, stride_xm,
-              n0, m0, BM: gl.constexpr, STAGES: gl.constexpr):
-    """Decode step i (its copies, this thread's own, have landed) into its A slot and signal it ready,
-    then copy step i + STAGES - 1 into the slot of step i - 1 once the consumer has released it."""
-    code_layout: gl.constexpr = gl.BlockedLayout([1, 4], [16, 2], [4, 1], [1, 0])  # [BN, 8] words
+              n0, m0, BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr, FIRST: gl.constexpr,
+              PRODUCERS: gl.constexpr):
+    """Steps FIRST, FIRST + PRODUCERS, ..: decode step i (its copies, this thread's own, have landed) into
+    its A slot and signal it ready, then copy step i + STAGES - PRODUCERS into the slot of step
+    i - PRODUCERS once the consumer has released it."""
+    # [BN, 8] words: a thread copies and decodes 16 bytes of a row's step (BN 64) or all 32 (BN 128).
+    code_layout: gl.constexpr = gl.BlockedLayout([1, 4 * BN // 64], [16 * BN // 64, 128 // BN], [4, 1], [1, 0])
     x_copy: gl.constexpr = gl.BlockedLayout([1, 8], [4, 8], [4, 1], [1, 0])
     scale_layout: gl.constexpr = gl.SliceLayout(1, code_layout)
     rows = gl.arange(0, BN, layout=scale_layout)
@@ -85,10 +87,10 @@ def _producer(x_ring, a_ring, code_ring, scale_ring, ready, empty, words_ptr, sc
     high_block = (((cols // 2) % 2) == 1)[None, :]
 
     steps = K // BK
-    for j in range(STAGES - 1):
+    for j in range(FIRST, FIRST + STAGES - PRODUCERS, PRODUCERS):
         _copy(x_ring, code_ring, scale_ring, empty, x_src, x_mask, code_src, scale_src, j, steps, STAGES)
-    for i in range(steps):
-        async_copy.wait_group(STAGES - 2)  # this thread's copies of step i have landed
+    for i in range(FIRST, steps, PRODUCERS):
+        async_copy.wait_group(STAGES // PRODUCERS - 2)  # this thread's copies of step i have landed
         slot = i % STAGES
         words = code_ring.index(slot).load(code_layout).to(gl.uint32, bitcast=True)
         scale_word = scale_ring.index(slot).load(scale_layout).to(gl.uint32, bitcast=True)
@@ -102,10 +104,10 @@ def _producer(x_ring, a_ring, code_ring, scale_ring, ready, empty, words_ptr, sc
         fence_async_shared()  # the stores and copies are generic-proxy writes; wgmma reads through the async proxy
         gl.thread_barrier()  # every producer thread's copies and stores are in
         mbarrier.arrive(ready.index(slot), count=1)
-        # Only now: its slot is released once the consumer has issued step i's MMA (just made ready)
-        # and finished step i - 1's, so waiting for it earlier would deadlock.
-        _copy(x_ring, code_ring, scale_ring, empty, x_src, x_mask, code_src, scale_src, i + STAGES - 1, steps,
-              STAGES)
+        # Only now: with one producer, its slot is released once the consumer has issued step i's MMA
+        # (just made ready) and finished step i - 1's, so waiting for it earlier would deadlock.
+        _copy(x_ring, code_ring, scale_ring, empty, x_src, x_mask, code_src, scale_src, i + STAGES - PRODUCERS,
+              steps, STAGES)
 
 
 @gluon.jit
@@ -122,9 +124,10 @@ def _copy(x_ring, code_ring, scale_ring, empty, x_src, x_mask, code_src, scale_s
 
 
 @gluon.jit
-def _consumer(x_ring, a_ring, ready, empty, K, BM: gl.constexpr, STAGES: gl.constexpr):
+def _consumer(x_ring, a_ring, ready, empty, K, BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr):
     """wgmma on each ready slot; a slot is released once the MMA after it has been issued and its own is done."""
-    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BM, 16])
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[BN // 16, 1],
+                                                  instr_shape=[16, BM, 16])
     acc = gl.zeros([BN, BM], gl.float32, layout=mma)
     steps = K // BK
     for i in range(steps):
@@ -138,7 +141,8 @@ def _consumer(x_ring, a_ring, ready, empty, K, BM: gl.constexpr, STAGES: gl.cons
 
 @gluon.jit
 def w4a16_wgmma_ws_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, y_ptr, M, N, K, stride_xm, stride_ym,
-                          BM: gl.constexpr, STAGES: gl.constexpr, PRODUCER_REGS: gl.constexpr):
+                          BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr, PRODUCER_REGS: gl.constexpr,
+                          PRODUCERS: gl.constexpr):
     """Program (n, m): weight rows ``64n ..`` against x rows ``BM m ..``, all of K. Needs N % 64 == 0,
     K % 64 == 0, x 16-byte aligned with unit K stride and a row stride that is a multiple of 8."""
     x_shared: gl.constexpr = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
@@ -156,13 +160,23 @@ def w4a16_wgmma_ws_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, y_ptr, 
 
     n0 = gl.program_id(0) * BN
     m0 = gl.program_id(1) * BM
-    acc, = gl.warp_specialize([
-        (_consumer, (x_ring, a_ring, ready, empty, K, BM, STAGES)),
-        (_producer, (x_ring, a_ring, code_ring, scale_ring, ready, empty, words_ptr, scale_ptr, x_ptr, M, K,
-                     stride_xm, n0, m0, BM, STAGES)),
-    ], [4], [PRODUCER_REGS])
+    if PRODUCERS == 1:
+        acc, = gl.warp_specialize([
+            (_consumer, (x_ring, a_ring, ready, empty, K, BN, BM, STAGES)),
+            (_producer, (x_ring, a_ring, code_ring, scale_ring, ready, empty, words_ptr, scale_ptr, x_ptr, M, K,
+                         stride_xm, n0, m0, BN, BM, STAGES, 0, 1)),
+        ], [4], [PRODUCER_REGS])
+    else:  # two producers, even and odd steps (STAGES even)
+        acc, = gl.warp_specialize([
+            (_consumer, (x_ring, a_ring, ready, empty, K, BN, BM, STAGES)),
+            (_producer, (x_ring, a_ring, code_ring, scale_ring, ready, empty, words_ptr, scale_ptr, x_ptr, M, K,
+                         stride_xm, n0, m0, BN, BM, STAGES, 0, 2)),
+            (_producer, (x_ring, a_ring, code_ring, scale_ring, ready, empty, words_ptr, scale_ptr, x_ptr, M, K,
+                         stride_xm, n0, m0, BN, BM, STAGES, 1, 2)),
+        ], [4, 4], [PRODUCER_REGS, PRODUCER_REGS])
 
-    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BM, 16])
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[BN // 16, 1],
+                                                  instr_shape=[16, BM, 16])
     out = acc * (gl.load(global_scale_ptr) * 128.0)
     out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
     ms = m0 + gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
@@ -170,37 +184,43 @@ def w4a16_wgmma_ws_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, y_ptr, 
              mask=(ms < M)[None, :] & (out_rows < N)[:, None])
 
 
-def compile_for_sm90(m: int, n: int, k: int, bm: int, stages: int, producer_regs: int, maxnreg: int) -> None:
+def compile_for_sm90(m: int, n: int, k: int, bn: int, bm: int, stages: int, producer_regs: int, maxnreg: int,
+                     producers: int):
     """Compile for sm_90 without a GPU and print registers, spills and the main opcodes."""
     from kernel_asm import compile_kernel, sass_of
     args = dict(words_ptr="*i32", scale_ptr="*i32", x_ptr="*bf16", global_scale_ptr="*fp32", y_ptr="*bf16",
-                M=m, N=n, K=k, stride_xm=k, stride_ym=n, BM=bm, STAGES=stages, PRODUCER_REGS=producer_regs)
-    compiled = compile_kernel(w4a16_wgmma_ws_kernel, args, 4, 1, 90, maxnreg=maxnreg)
+                M=m, N=n, K=k, stride_xm=k, stride_ym=n, BN=bn, BM=bm, STAGES=stages, PRODUCER_REGS=producer_regs,
+                PRODUCERS=producers)
+    compiled = compile_kernel(w4a16_wgmma_ws_kernel, args, bn // 16, 1, 90, maxnreg=maxnreg)
     lines, usage = sass_of(compiled.asm["cubin"])
     ops = collections.Counter(line.split("*/", 1)[1].split()[0].split(".")[0].lstrip("@!P0123456789 ")
                               for line in lines)
-    print(f"BM {bm} stages {stages} producer {producer_regs} maxnreg {maxnreg}: "
+    print(f"BN {bn} BM {bm} stages {stages} producers {producers} x {producer_regs} registers, maxnreg {maxnreg}: "
           f"{usage.strip().splitlines()[-1].strip()[:60]}; "
           + ", ".join(f"{op} {ops[op]}" for op in ("HGMMA", "LDG", "LDGSTS", "LDS", "STS", "BAR", "SYNCS",
                                                     "USETMAXREG")))
     return compiled
 
 
-def wgmma_ws_gemm(x: torch.Tensor, q, bm: int = 128, stages: int = 4, producer_regs: int = 96,
-                  maxnreg: int = 128) -> torch.Tensor:
+def wgmma_ws_gemm(x: torch.Tensor, q, bn: int = 64, bm: int = 128, stages: int = 4, producer_regs: int = 96,
+                  maxnreg: int = 128, producers: int = 1) -> torch.Tensor:
     """``x @ dequant(W)^T`` in bf16 (no bias)."""
     m, k = x.shape
     n = q.out_features
     y = torch.empty(m, n, device=x.device, dtype=x.dtype)
-    grid = (n // BN, -(-m // bm))
+    grid = (n // bn, -(-m // bm))
     w4a16_wgmma_ws_kernel[grid](q.packed.view(torch.int32), q.scale_bits.view(torch.int32), x, q.global_scale, y,
-                                m, n, k, x.stride(0), y.stride(0), BM=bm, STAGES=stages,
-                                PRODUCER_REGS=producer_regs, num_warps=4, maxnreg=maxnreg)
+                                m, n, k, x.stride(0), y.stride(0), BN=bn, BM=bm,
+                                STAGES=stages, PRODUCER_REGS=producer_regs, PRODUCERS=producers, num_warps=bn // 16,
+                                maxnreg=maxnreg)
     return y
 
 
-CONFIGS = [(128, 4, 96, 128), (128, 6, 96, 128), (256, 3, 96, 168), (256, 4, 96, 168), (256, 4, 80, 232)]
-"""(BM, STAGES, producer registers, maxnreg): 2 programs an SM at 128 registers, 1 above."""
+CONFIGS = [(64, 256, 4, 104, 168, 2), (128, 128, 6, 104, 128, 2), (128, 128, 4, 104, 128, 2),
+           (128, 256, 4, 104, 168, 1), (128, 256, 3, 104, 168, 1)]
+"""(BN, BM, STAGES, producer registers, maxnreg, producers). Calls 6-7 of session 22 ran BN = 64 only (then the
+tuples had no BN): (BM 128, 4 stages, 1 producer) and (256, 4, 1) at 96 producer registers, (256, 4, 2),
+(128, 6, 2) and (128, 8, 2) at 104."""
 
 
 def check_and_time() -> None:
@@ -228,12 +248,12 @@ def check_and_time() -> None:
             print(f"    {cfg}: {us:.1f} us, err {err:.1e}", flush=True)
 
 
-def run_for_profiler(m: int, n: int, k: int, bm: int, stages: int) -> None:
+def run_for_profiler(m: int, n: int, k: int, index: int) -> None:
     """Three launches at one shape, for Nsight Compute (``--launch-skip 2 --launch-count 1``)."""
     from nvfp4_triton import quantize
     q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-    cfg = next(c for c in CONFIGS if c[:2] == (bm, stages))
+    cfg = CONFIGS[index]
     for _ in range(3):
         wgmma_ws_gemm(x, q, *cfg)
     torch.cuda.synchronize()
@@ -242,7 +262,7 @@ def run_for_profiler(m: int, n: int, k: int, bm: int, stages: int) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpu", action="store_true")
-    parser.add_argument("--profile", type=int, nargs=5, metavar=("M", "N", "K", "BM", "STAGES"))
+    parser.add_argument("--profile", type=int, nargs=4, metavar=("M", "N", "K", "CONFIG"))
     args = parser.parse_args()
     if args.profile:
         run_for_profiler(*args.profile)
