@@ -188,12 +188,13 @@ def w4a16_wgmma_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, y_ptr, M, 
              mask=(ms < M)[None, :] & (out_rows < N)[:, None])
 
 
-def compile_for_sm90(m: int, n: int, k: int, bm: int, stages: int) -> None:
-    """Compile for sm_90 without a GPU and print registers, spills and the main opcodes."""
+def compile_for_sm90(m: int, n: int, k: int, bm: int, stages: int, kernel=None) -> None:
+    """Compile ``kernel`` (this one by default; v40's takes the same arguments) for sm_90 without a
+    GPU and print registers, spills and the main opcodes."""
     from kernel_asm import compile_kernel, innermost_loop, sass_of
     args = dict(words_ptr="*i32", scale_ptr="*i32", x_ptr="*bf16", global_scale_ptr="*fp32", y_ptr="*bf16",
                 M=m, N=n, K=k, stride_xm=k, stride_ym=n, BM=bm, STAGES=stages)
-    compiled = compile_kernel(w4a16_wgmma_kernel, args, 4, 1, 90)
+    compiled = compile_kernel(kernel or w4a16_wgmma_kernel, args, 4, 1, 90)
     lines, usage = sass_of(compiled.asm["cubin"])
     ops = collections.Counter(line.split("*/", 1)[1].split()[0].split(".")[0].lstrip("@!P0123456789 ")
                               for line in lines)
@@ -202,28 +203,35 @@ def compile_for_sm90(m: int, n: int, k: int, bm: int, stages: int) -> None:
           + ", ".join(f"{op} {ops[op]}" for op in ("HGMMA", "LDG", "LDGSTS", "LDS", "STS", "BAR", "WARPSYNC")))
 
 
-def wgmma_gemm(x: torch.Tensor, q, bm: int = 128, stages: int = 3) -> torch.Tensor:
-    """``x @ dequant(W)^T`` in bf16 (no bias)."""
+def wgmma_gemm(x: torch.Tensor, q, bm: int = 128, stages: int = 3, kernel=None) -> torch.Tensor:
+    """``x @ dequant(W)^T`` in bf16 (no bias), by ``kernel`` (this one by default; v40's takes the same
+    arguments)."""
     m, k = x.shape
     n = q.out_features
     y = torch.empty(m, n, device=x.device, dtype=x.dtype)
     grid = (n // BN, -(-m // bm))
-    w4a16_wgmma_kernel[grid](q.packed.view(torch.int32), q.scale_bits.view(torch.int32), x, q.global_scale, y,
-                             m, n, k, x.stride(0), y.stride(0), BM=bm, STAGES=stages, num_warps=4)
+    (kernel or w4a16_wgmma_kernel)[grid](q.packed.view(torch.int32), q.scale_bits.view(torch.int32), x,
+                                         q.global_scale, y, m, n, k, x.stride(0), y.stride(0), BM=bm,
+                                         STAGES=stages, num_warps=4)
     return y
+
+
+def problem(m: int, n: int, k: int):
+    """A random weight (quantized), x, the float64 reference product and the bf16 weight, seeded."""
+    from nvfp4_triton import quantize
+    torch.manual_seed(0)
+    q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    return q, x, x.double() @ q.dequantize(torch.float64).T, q.dequantize(torch.bfloat16)
 
 
 def check_and_time() -> None:
     import torch.nn.functional as F
 
-    from nvfp4_triton import nvfp4_linear, quantize
+    from nvfp4_triton import nvfp4_linear
     from nvfp4_triton.autotune import benchmark_ms
     for m, n, k in [(200, 128, 384), (512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072)]:
-        torch.manual_seed(0)
-        q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
-        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        ref = x.double() @ q.dequantize(torch.float64).T
-        dense = q.dequantize(torch.bfloat16)
+        q, x, ref, dense = problem(m, n, k)
         line = f"({m}, {n}, {k}) cuBLAS {1e3 * benchmark_ms(lambda: F.linear(x, dense)):.1f} us, library " \
                f"{1e3 * benchmark_ms(lambda: nvfp4_linear(x, q)):.1f} us"
         for bm in (128, 256):
@@ -234,13 +242,14 @@ def check_and_time() -> None:
         print(line, flush=True)
 
 
-def run_for_profiler(m: int, n: int, k: int, bm: int, stages: int) -> None:
-    """Three launches at one shape, for Nsight Compute (``--launch-skip 2 --launch-count 1``)."""
+def run_for_profiler(gemm, m: int, n: int, k: int, *config) -> None:
+    """Three launches of ``gemm(x, q, *config)`` at one shape, for Nsight Compute (``--launch-skip 2
+    --launch-count 1``); v40-v42 use it too."""
     from nvfp4_triton import quantize
     q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
     x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
     for _ in range(3):
-        wgmma_gemm(x, q, bm, stages)
+        gemm(x, q, *config)
     torch.cuda.synchronize()
 
 
@@ -250,7 +259,7 @@ if __name__ == "__main__":
     parser.add_argument("--profile", type=int, nargs=5, metavar=("M", "N", "K", "BM", "STAGES"))
     args = parser.parse_args()
     if args.profile:
-        run_for_profiler(*args.profile)
+        run_for_profiler(wgmma_gemm, *args.profile)
     elif args.gpu:
         check_and_time()
     else:

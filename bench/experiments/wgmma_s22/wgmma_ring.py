@@ -22,7 +22,6 @@ latencies stay exposed.
 """
 
 import argparse
-import collections
 import sys
 from pathlib import Path
 
@@ -37,7 +36,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s21"))
 
-from wgmma_gemm import BK, BN, _decoded_step, wgmma_gemm  # noqa: E402
+from wgmma_gemm import (BK, BN, _decoded_step, compile_for_sm90, problem, run_for_profiler,  # noqa: E402
+                        wgmma_gemm)
 
 
 @gluon.jit
@@ -150,42 +150,17 @@ def w4a16_wgmma_ring_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, y_ptr
              mask=(ms < M)[None, :] & (out_rows < N)[:, None])
 
 
-def compile_for_sm90(m: int, n: int, k: int, bm: int, stages: int) -> None:
-    """Compile for sm_90 without a GPU and print registers, spills and the main opcodes."""
-    from kernel_asm import compile_kernel, innermost_loop, sass_of
-    args = dict(words_ptr="*i32", scale_ptr="*i32", x_ptr="*bf16", global_scale_ptr="*fp32", y_ptr="*bf16",
-                M=m, N=n, K=k, stride_xm=k, stride_ym=n, BM=bm, STAGES=stages)
-    compiled = compile_kernel(w4a16_wgmma_ring_kernel, args, 4, 1, 90)
-    lines, usage = sass_of(compiled.asm["cubin"])
-    ops = collections.Counter(line.split("*/", 1)[1].split()[0].split(".")[0].lstrip("@!P0123456789 ")
-                              for line in lines)
-    print(f"BM {bm} stages {stages}: {usage.strip().splitlines()[-1].strip()[:60]}; "
-          f"loop {innermost_loop(lines)} instructions; "
-          + ", ".join(f"{op} {ops[op]}" for op in ("HGMMA", "LDG", "LDGSTS", "LDS", "STS", "BAR", "WARPSYNC")))
-
-
 def wgmma_ring_gemm(x: torch.Tensor, q, bm: int = 128, stages: int = 4) -> torch.Tensor:
     """``x @ dequant(W)^T`` in bf16 (no bias)."""
-    m, k = x.shape
-    n = q.out_features
-    y = torch.empty(m, n, device=x.device, dtype=x.dtype)
-    grid = (n // BN, -(-m // bm))
-    w4a16_wgmma_ring_kernel[grid](q.packed.view(torch.int32), q.scale_bits.view(torch.int32), x, q.global_scale, y,
-                                  m, n, k, x.stride(0), y.stride(0), BM=bm, STAGES=stages, num_warps=4)
-    return y
+    return wgmma_gemm(x, q, bm, stages, w4a16_wgmma_ring_kernel)
 
 
 def check_and_time() -> None:
     import torch.nn.functional as F
 
-    from nvfp4_triton import quantize
     from nvfp4_triton.autotune import benchmark_ms
     for m, n, k in [(200, 128, 384), (512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072)]:
-        torch.manual_seed(0)
-        q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
-        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        ref = x.double() @ q.dequantize(torch.float64).T
-        dense = q.dequantize(torch.bfloat16)
+        q, x, ref, dense = problem(m, n, k)
         line = (f"({m}, {n}, {k}) cuBLAS {1e3 * benchmark_ms(lambda: F.linear(x, dense)):.1f} us, "
                 f"v39 128/3 {1e3 * benchmark_ms(lambda: wgmma_gemm(x, q, 128, 3)):.1f} us")
         for bm in (64, 128, 256):
@@ -197,25 +172,15 @@ def check_and_time() -> None:
         print(line, flush=True)
 
 
-def run_for_profiler(m: int, n: int, k: int, bm: int, stages: int) -> None:
-    """Three launches at one shape, for Nsight Compute (``--launch-skip 2 --launch-count 1``)."""
-    from nvfp4_triton import quantize
-    q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
-    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-    for _ in range(3):
-        wgmma_ring_gemm(x, q, bm, stages)
-    torch.cuda.synchronize()
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--profile", type=int, nargs=5, metavar=("M", "N", "K", "BM", "STAGES"))
     args = parser.parse_args()
     if args.profile:
-        run_for_profiler(*args.profile)
+        run_for_profiler(wgmma_ring_gemm, *args.profile)
     elif args.gpu:
         check_and_time()
     else:
         for bm, stages in ((64, 4), (128, 3), (128, 4), (256, 4)):
-            compile_for_sm90(512, 3072, 3072, bm, stages)
+            compile_for_sm90(512, 3072, 3072, bm, stages, w4a16_wgmma_ring_kernel)

@@ -42,6 +42,9 @@ from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared
 ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
+sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s21"))
+
+from wgmma_gemm import problem, run_for_profiler  # noqa: E402
 
 from nvfp4_triton.kernels._w4a16_ring import _e4m3_pair_to_bf16, _scaled  # noqa: E402
 
@@ -226,15 +229,10 @@ tuples had no BN): (BM 128, 4 stages, 1 producer) and (256, 4, 1) at 96 producer
 def check_and_time() -> None:
     import torch.nn.functional as F
 
-    from nvfp4_triton import quantize
     from nvfp4_triton.autotune import benchmark_ms
     for m, n, k in [(200, 128, 384), (512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072),
                     (4096, 12288, 3072)]:
-        torch.manual_seed(0)
-        q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
-        x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-        ref = x.double() @ q.dequantize(torch.float64).T
-        dense = q.dequantize(torch.bfloat16)
+        q, x, ref, dense = problem(m, n, k)
         print(f"({m}, {n}, {k}) cuBLAS {1e3 * benchmark_ms(lambda: F.linear(x, dense)):.1f} us", flush=True)
         for cfg in CONFIGS:
             try:
@@ -248,24 +246,14 @@ def check_and_time() -> None:
             print(f"    {cfg}: {us:.1f} us, err {err:.1e}", flush=True)
 
 
-def run_for_profiler(m: int, n: int, k: int, index: int) -> None:
-    """Three launches at one shape, for Nsight Compute (``--launch-skip 2 --launch-count 1``)."""
-    from nvfp4_triton import quantize
-    q = quantize(torch.randn(n, k, device="cuda", dtype=torch.bfloat16))
-    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
-    cfg = CONFIGS[index]
-    for _ in range(3):
-        wgmma_ws_gemm(x, q, *cfg)
-    torch.cuda.synchronize()
-
-
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--profile", type=int, nargs=4, metavar=("M", "N", "K", "CONFIG"))
     args = parser.parse_args()
     if args.profile:
-        run_for_profiler(*args.profile)
+        m, n, k, index = args.profile
+        run_for_profiler(wgmma_ws_gemm, m, n, k, *CONFIGS[index])
     elif args.gpu:
         check_and_time()
     else:
