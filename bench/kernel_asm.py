@@ -125,6 +125,8 @@ def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int, maxnreg: 
         value = args[name]
         if name in constexpr_names:
             signature[name], constexprs[name] = "constexpr", value
+        elif isinstance(value, str) and value.startswith("tensordesc"):
+            signature[name] = value  # a TMA descriptor, as ``triton.runtime.jit.mangle_type`` names it
         elif isinstance(value, str):
             signature[name] = value
             attrs[(index,)] = [["tt.divisibility", 16]]

@@ -143,6 +143,19 @@ def _consumer(x_ring, a_ring, ready, empty, K, BN: gl.constexpr, BM: gl.constexp
 
 
 @gluon.jit
+def _store_y(acc, global_scale_ptr, y_ptr, M, N, stride_ym, n0, m0, BN: gl.constexpr, BM: gl.constexpr):
+    """y's [BM, BN] tile from the consumer's sum (``y^T``), times the global scale (and the 2**7 the
+    decode left out)."""
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[BN // 16, 1],
+                                                  instr_shape=[16, BM, 16])
+    out = acc * (gl.load(global_scale_ptr) * 128.0)
+    out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
+    ms = m0 + gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
+    gl.store(y_ptr + ms[None, :] * stride_ym + out_rows[:, None], out.to(y_ptr.dtype.element_ty),
+             mask=(ms < M)[None, :] & (out_rows < N)[:, None])
+
+
+@gluon.jit
 def w4a16_wgmma_ws_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, y_ptr, M, N, K, stride_xm, stride_ym,
                           BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr, PRODUCER_REGS: gl.constexpr,
                           PRODUCERS: gl.constexpr):
@@ -178,13 +191,7 @@ def w4a16_wgmma_ws_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, y_ptr, 
                          stride_xm, n0, m0, BN, BM, STAGES, 1, 2)),
         ], [4, 4], [PRODUCER_REGS, PRODUCER_REGS])
 
-    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[BN // 16, 1],
-                                                  instr_shape=[16, BM, 16])
-    out = acc * (gl.load(global_scale_ptr) * 128.0)
-    out_rows = n0 + gl.arange(0, BN, layout=gl.SliceLayout(1, mma))
-    ms = m0 + gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
-    gl.store(y_ptr + ms[None, :] * stride_ym + out_rows[:, None], out.to(y_ptr.dtype.element_ty),
-             mask=(ms < M)[None, :] & (out_rows < N)[:, None])
+    _store_y(acc, global_scale_ptr, y_ptr, M, N, stride_ym, n0, m0, BN, BM)
 
 
 def compile_for_sm90(m: int, n: int, k: int, bn: int, bm: int, stages: int, producer_regs: int, maxnreg: int,
@@ -226,23 +233,31 @@ tuples had no BN): (BM 128, 4 stages, 1 producer) and (256, 4, 1) at 96 producer
 (128, 6, 2) and (128, 8, 2) at 104."""
 
 
-def check_and_time() -> None:
+SHAPES = [(200, 128, 384), (512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072),
+          (4096, 12288, 3072)]
+
+
+def check_and_time(gemm=None, configs=None) -> None:
+    """Each config of ``gemm`` (this kernel's by default; v43 passes its own) at each shape: its error
+    against float64 and its time, after cuBLAS's."""
     import torch.nn.functional as F
 
     from nvfp4_triton.autotune import benchmark_ms
-    for m, n, k in [(200, 128, 384), (512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072),
-                    (4096, 12288, 3072)]:
+    gemm, configs = gemm or wgmma_ws_gemm, configs or CONFIGS
+    for m, n, k in SHAPES:
         q, x, ref, dense = problem(m, n, k)
         print(f"({m}, {n}, {k}) cuBLAS {1e3 * benchmark_ms(lambda: F.linear(x, dense)):.1f} us", flush=True)
-        for cfg in CONFIGS:
+        for cfg in configs:
+            if n % cfg[0]:  # BN
+                continue
             try:
-                y = wgmma_ws_gemm(x, q, *cfg)
+                y = gemm(x, q, *cfg)
                 torch.cuda.synchronize()
             except Exception as err:  # noqa: BLE001  (an experiment: report and go on)
                 print(f"    {cfg}: {type(err).__name__} {str(err)[:100]}", flush=True)
                 continue
             err = float((y.double() - ref).norm() / ref.norm())
-            us = 1e3 * benchmark_ms(lambda: wgmma_ws_gemm(x, q, *cfg))
+            us = 1e3 * benchmark_ms(lambda: gemm(x, q, *cfg))
             print(f"    {cfg}: {us:.1f} us, err {err:.1e}", flush=True)
 
 
