@@ -16,6 +16,7 @@ ring's STAGES steps of TMA in flight the consumer should wait less: 0.6-0.7x of 
     python3 bench/experiments/wgmma_s22/wgmma_tma.py            # compile for sm_90 on any machine
     python3 bench/experiments/wgmma_s22/wgmma_tma.py --gpu      # check against float64, time vs cuBLAS
     python3 bench/experiments/wgmma_s22/wgmma_tma.py --profile M N K CONFIG   # for Nsight Compute
+    python3 bench/experiments/wgmma_s22/wgmma_tma.py --versus-library   # against the library, one process
 """
 
 import argparse
@@ -36,7 +37,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s21"))
 sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s22"))
 
-from wgmma_gemm import run_for_profiler  # noqa: E402
+from wgmma_gemm import problem, run_for_profiler  # noqa: E402
 from wgmma_ws import BK, _as_bf16, _pairs_of_byte, _store_y, check_and_time  # noqa: E402
 
 from nvfp4_triton.kernels._w4a16_ring import _e4m3_pair_to_bf16  # noqa: E402
@@ -200,12 +201,39 @@ CONFIGS = [(64, 256, 5, 104, 168, 1), (64, 256, 4, 104, 168, 1), (64, 128, 6, 10
 BM 128, two programs an SM would need 85 registers a thread at most; ptxas needs more for the wgmma."""
 
 
+def versus_library() -> None:
+    """At each M = 512 and 4096 shape, in one process: cuBLAS, the library (tuned), and v43's two BM 256
+    configs, each twice in turn, with ratios to cuBLAS."""
+    import torch.nn.functional as F
+
+    from nvfp4_triton import nvfp4_linear
+    from nvfp4_triton.autotune import benchmark_ms
+    for m, n, k in [(512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072)]:
+        q, x, ref, dense = problem(m, n, k)
+        calls = {"cuBLAS": lambda: F.linear(x, dense), "library": lambda: nvfp4_linear(x, q),
+                 "v43 s5": lambda: wgmma_tma_gemm(x, q, *CONFIGS[0]),
+                 "v43 s4": lambda: wgmma_tma_gemm(x, q, *CONFIGS[1])}
+        for name in ("library", "v43 s5", "v43 s4"):
+            y = calls[name]()
+            assert float((y.double() - ref).norm() / ref.norm()) < 5e-3, name
+        times = {name: [] for name in calls}
+        for _ in range(2):
+            for name, fn in calls.items():
+                times[name].append(1e3 * benchmark_ms(fn))
+        base = min(times["cuBLAS"])
+        print(f"({m}, {n}, {k}): "
+              + ", ".join(f"{name} {min(t):.1f} us ({base / min(t):.3f})" for name, t in times.items()), flush=True)
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--gpu", action="store_true")
     parser.add_argument("--profile", type=int, nargs=4, metavar=("M", "N", "K", "CONFIG"))
+    parser.add_argument("--versus-library", action="store_true")
     args = parser.parse_args()
-    if args.profile:
+    if args.versus_library:
+        versus_library()
+    elif args.profile:
         m, n, k, index = args.profile
         run_for_profiler(wgmma_tma_gemm, m, n, k, *CONFIGS[index])
     elif args.gpu:
