@@ -18,8 +18,9 @@ weights are read from HBM as in a real forward and host overhead is left out: th
 The clearing writes 256 MB, so each call starts with L2 full of dirty lines. ``--cold rotate``
 times instead a CUDA graph of calls on copies of the weight that together exceed L2 four times,
 with no clearing (``autotune.rotating_ms``): a chain of distinct layers. On an H200 (session 22)
-rotation took 4-10 us off every small-M call, cuBLAS's and ours alike (ratios within 3%), and
-reading an 18432 x 3072 NVFP4 weight alone went from 15.7 to 9.5 us.
+rotation took 4-10 us off every small-M call, cuBLAS's and ours alike (small-M geometric mean of
+the ratio 1.719 flushed, 1.681 rotated), and reading an 18432 x 3072 NVFP4 weight alone went from
+15.7 to 9.5 us.
 The W4A16 column is also timed eagerly (``w4a16_eager``), host overhead included. Ratios above 1
 mean NVFP4 is faster. Each shape is also
 checked against the float64 product with the dequantized weight before it is timed.
@@ -115,17 +116,16 @@ def _calls(x: torch.Tensor, q, bias: torch.Tensor, modes: tuple[str, ...]) -> di
     if "resident" in modes:
         resident = FP8Linear.from_nvfp4(NVFP4Linear.from_weight(q, bias))
     input_scale = (x.float().abs().amax() / 2688).reshape(())
-    makers = {
-        "two_pass": lambda: lambda: gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias,
-                                                    config=TwoPassConfig()),
-        "w4a16": lambda: lambda: nvfp4_linear(x, q, bias),
-        "fp8": lambda: lambda: nvfp4_linear(x, q, bias, activation="fp8", fp8_scales=scales),
-        "fp8_exact_accum": lambda: lambda: gemm.w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, *scales, bias,
-                                                          config=Fp8Config(fast_accum=False)),
-        "resident": lambda: lambda: resident(x),
-        "w4a4": lambda: lambda: nvfp4_linear(x, q, bias, activation="nvfp4", input_scale=input_scale),
+    by_mode = {
+        "two_pass": lambda: gemm.w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=TwoPassConfig()),
+        "w4a16": lambda: nvfp4_linear(x, q, bias),
+        "fp8": lambda: nvfp4_linear(x, q, bias, activation="fp8", fp8_scales=scales),
+        "fp8_exact_accum": lambda: gemm.w4a8_gemm(x, q.packed, q.block_scale, q.global_scale, *scales, bias,
+                                                  config=Fp8Config(fast_accum=False)),
+        "resident": lambda: resident(x),
+        "w4a4": lambda: nvfp4_linear(x, q, bias, activation="nvfp4", input_scale=input_scale),
     }
-    calls.update({mode: makers[mode]() for mode in modes})
+    calls.update({mode: by_mode[mode] for mode in modes})
     return calls
 
 

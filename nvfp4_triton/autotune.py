@@ -304,13 +304,11 @@ def rotating_ms(fns: list[Callable[[], object]], reps: int = 50) -> float:
 @contextlib.contextmanager
 def _captured(fns: list[Callable[[], object]]):
     """A callable that runs ``fns`` in turn: one CUDA-graph replay, or the eager calls if capture fails."""
-    for fn in fns:
-        fn()
-
     def eager() -> None:
         for fn in fns:
             fn()
 
+    eager()  # compiles what the calls need
     stream = torch.cuda.Stream()
     stream.wait_stream(torch.cuda.current_stream())
     graph = torch.cuda.CUDAGraph()
