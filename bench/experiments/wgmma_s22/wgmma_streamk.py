@@ -49,8 +49,8 @@ sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s21"))
 sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s22"))
 
 from wgmma_gemm import problem  # noqa: E402
-from wgmma_tma import descriptors, wgmma_tma_gemm  # noqa: E402
-from wgmma_ws import BK, _as_bf16, _e4m3_pair_to_bf16, _pairs_of_byte  # noqa: E402
+from wgmma_tma import _decode_step, descriptors, wgmma_tma_gemm  # noqa: E402
+from wgmma_ws import BK  # noqa: E402
 
 BN = gl.constexpr(64)
 
@@ -99,9 +99,6 @@ def _producer(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, 
     iteration ahead (the next iteration may be another tile's)."""
     code_layout: gl.constexpr = gl.BlockedLayout([1, 4], [16, 2], [4, 1], [1, 0])
     rows = gl.arange(0, BN, layout=gl.SliceLayout(1, code_layout))
-    cols = gl.arange(0, 8, layout=gl.SliceLayout(0, code_layout))
-    half_shift = 16 * (cols // 4)[None, :]
-    high_block = (((cols // 2) % 2) == 1)[None, :]
     steps = K // BK
     start, end = _range(total)
     n0, m0, step = _tile_origin(start, steps, tiles_m, BM)
@@ -113,12 +110,7 @@ def _producer(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, 
         i = it - start
         slot = i % STAGES
         mbarrier.wait(code_ready.index(slot), (i // STAGES) & 1)
-        words = code_ring.index(slot).load(code_layout).to(gl.uint32, bitcast=True)
-        two = _e4m3_pair_to_bf16((scale_word[:, None] >> half_shift) & 0xFFFF)
-        scale2 = gl.where(high_block, (two >> 16) | (two & 0xFFFF0000), (two & 0xFFFF) | (two << 16))
-        e01 = gl.join(_as_bf16(_pairs_of_byte(words, 0, scale2)), _as_bf16(_pairs_of_byte(words, 1, scale2)))
-        e23 = gl.join(_as_bf16(_pairs_of_byte(words, 2, scale2)), _as_bf16(_pairs_of_byte(words, 3, scale2)))
-        a_ring.index(slot).store(gl.reshape(gl.permute(gl.join(e01, e23), [0, 1, 4, 3, 2]), [BN, BK]))
+        _decode_step(code_ring.index(slot), a_ring.index(slot), scale_word, code_layout, BN)
         fence_async_shared()
         mbarrier.arrive(a_ready.index(slot), count=1)
 

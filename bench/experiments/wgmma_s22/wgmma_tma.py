@@ -61,6 +61,21 @@ def _loader(x_desc, code_desc, x_ring, code_ring, a_ring, x_ready, code_ready, a
 
 
 @gluon.jit
+def _decode_step(code_slot, a_slot, scale_word, code_layout: gl.constexpr, BN: gl.constexpr):
+    """A step's codes in ``code_slot`` ([BN, 8] words) with their rows' scale words -> the bf16 A tile in
+    ``a_slot``; v44 decodes the same way."""
+    cols = gl.arange(0, 8, layout=gl.SliceLayout(0, code_layout))
+    half_shift = 16 * (cols // 4)[None, :]  # word w's block is w // 2, its scale byte w // 2
+    high_block = (((cols // 2) % 2) == 1)[None, :]
+    words = code_slot.load(code_layout).to(gl.uint32, bitcast=True)
+    two = _e4m3_pair_to_bf16((scale_word[:, None] >> half_shift) & 0xFFFF)
+    scale2 = gl.where(high_block, (two >> 16) | (two & 0xFFFF0000), (two & 0xFFFF) | (two << 16))
+    e01 = gl.join(_as_bf16(_pairs_of_byte(words, 0, scale2)), _as_bf16(_pairs_of_byte(words, 1, scale2)))
+    e23 = gl.join(_as_bf16(_pairs_of_byte(words, 2, scale2)), _as_bf16(_pairs_of_byte(words, 3, scale2)))
+    a_slot.store(gl.reshape(gl.permute(gl.join(e01, e23), [0, 1, 4, 3, 2]), [BN, BK]))
+
+
+@gluon.jit
 def _producer(x_desc, code_desc, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, scale_ptr, K, n0, m0,
               BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr, FIRST: gl.constexpr,
               PRODUCERS: gl.constexpr):
@@ -69,10 +84,7 @@ def _producer(x_desc, code_desc, x_ring, code_ring, a_ring, x_ready, code_ready,
     code_layout: gl.constexpr = gl.BlockedLayout([1, 4 * BN // 64], [16 * BN // 64, 128 // BN], [4, 1], [1, 0])
     scale_layout: gl.constexpr = gl.SliceLayout(1, code_layout)
     rows = gl.arange(0, BN, layout=scale_layout)
-    cols = gl.arange(0, 8, layout=gl.SliceLayout(0, code_layout))
     scale_src = scale_ptr + (n0 + rows) * (K // 64)
-    half_shift = 16 * (cols // 4)[None, :]
-    high_block = (((cols // 2) % 2) == 1)[None, :]
     steps = K // BK
     scale_next = gl.load(scale_src + FIRST)
     for i in range(FIRST, steps, PRODUCERS):
@@ -80,12 +92,7 @@ def _producer(x_desc, code_desc, x_ring, code_ring, a_ring, x_ready, code_ready,
         scale_next = gl.load(scale_src + gl.minimum(i + PRODUCERS, steps - 1))
         slot = i % STAGES
         mbarrier.wait(code_ready.index(slot), (i // STAGES) & 1)
-        words = code_ring.index(slot).load(code_layout).to(gl.uint32, bitcast=True)
-        two = _e4m3_pair_to_bf16((scale_word[:, None] >> half_shift) & 0xFFFF)
-        scale2 = gl.where(high_block, (two >> 16) | (two & 0xFFFF0000), (two & 0xFFFF) | (two << 16))
-        e01 = gl.join(_as_bf16(_pairs_of_byte(words, 0, scale2)), _as_bf16(_pairs_of_byte(words, 1, scale2)))
-        e23 = gl.join(_as_bf16(_pairs_of_byte(words, 2, scale2)), _as_bf16(_pairs_of_byte(words, 3, scale2)))
-        a_ring.index(slot).store(gl.reshape(gl.permute(gl.join(e01, e23), [0, 1, 4, 3, 2]), [BN, BK]))
+        _decode_step(code_ring.index(slot), a_ring.index(slot), scale_word, code_layout, BN)
         # The stores are generic-proxy writes read by wgmma (async proxy); the fence also orders this
         # step's code loads before the TMA that will refill the slot.
         fence_async_shared()
