@@ -54,7 +54,7 @@ from flux_shapes import SHAPE_SETS  # noqa: E402
 
 from nvfp4_triton import __version__, fp8, gemm, nvfp4_linear, quantize  # noqa: E402
 from nvfp4_triton.act_quant import quantize_rows_fp8  # noqa: E402
-from nvfp4_triton.autotune import autotune_enabled, benchmark_ms, rotating_ms  # noqa: E402
+from nvfp4_triton.autotune import autotune_enabled, benchmark_ms, rotating_ms, rotation_copies  # noqa: E402
 from nvfp4_triton.module import FP8Linear, NVFP4Linear  # noqa: E402
 from nvfp4_triton.scratch import scratch_bytes  # noqa: E402
 from nvfp4_triton.tiling import Fp8Config, TwoPassConfig, describe  # noqa: E402
@@ -129,12 +129,6 @@ def _calls(x: torch.Tensor, q, bias: torch.Tensor, modes: tuple[str, ...]) -> di
     return calls
 
 
-def rotation_sets(q) -> int:
-    """How many copies of a weight ``--cold rotate`` cycles through: together at least 4x L2's size."""
-    l2 = torch.cuda.get_device_properties(q.device).L2_cache_size
-    return max(2, math.ceil(4 * l2 / q.nbytes))
-
-
 def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceilings: dict, parts: bool,
                 cold: str = "flush") -> dict:
     gen = torch.Generator(device="cuda").manual_seed(m * 7 + n * 3 + k)
@@ -145,7 +139,7 @@ def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceil
     copies = [q]
     if cold == "rotate":
         copies += [NVFP4Weight(q.packed.clone(), q.block_scale.clone(), q.global_scale.clone(), q.shape)
-                   for _ in range(rotation_sets(q) - 1)]
+                   for _ in range(rotation_copies(q.nbytes, q.device) - 1)]
     sets = [_calls(x, qi, bias, modes) for qi in copies]
     calls = sets[0]
 
@@ -174,7 +168,7 @@ def bench_shape(label: str, m: int, n: int, k: int, modes: tuple[str, ...], ceil
     del ref
     if parts:
         row["fp8_parts_ms"] = time_fp8_parts(x, q, bias, fp8.weight_scales(q))
-    key = (x.device.index, x.dtype, gemm.m_bucket(m), n, k, True)
+    key = gemm.tuning_key(x.device, x.dtype, m, n, k, True)
     suffix = "" if autotune_enabled() else " (default config)"
     if "w4a16" in modes:
         row["strategy"] = describe(gemm.tuner.lookup(key)) + suffix

@@ -301,6 +301,12 @@ def rotating_ms(fns: list[Callable[[], object]], reps: int = 50) -> float:
     return times[reps // 2] / len(fns)
 
 
+def rotation_copies(nbytes: int, device: torch.device) -> int:
+    """How many distinct copies of ``nbytes`` of weight ``rotating_ms`` should cycle through: together
+    at least four times L2's size, and two at least."""
+    return max(2, math.ceil(4 * torch.cuda.get_device_properties(device).L2_cache_size / nbytes))
+
+
 @contextlib.contextmanager
 def _captured(fns: list[Callable[[], object]]):
     """A callable that runs ``fns`` in turn: one CUDA-graph replay, or the eager calls if capture fails."""

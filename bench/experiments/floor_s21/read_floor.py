@@ -65,7 +65,7 @@ def _xor(a, b):
 
 
 def main() -> None:
-    from nvfp4_triton.autotune import benchmark_ms, rotating_ms
+    from nvfp4_triton.autotune import benchmark_ms, rotating_ms, rotation_copies
     parser = argparse.ArgumentParser()
     parser.add_argument("--json", type=Path)
     args = parser.parse_args()
@@ -95,7 +95,7 @@ def main() -> None:
               f"cuBLAS / read = {row['cublas_us'] / read:.2f}x", flush=True)
         # Session 22: the same reads with no flush, cycling through copies that together exceed L2
         # four times (``rotating_ms``): whether the flush's dirty lines are the fixed cost.
-        sets = max(2, -(-4 * torch.cuda.get_device_properties(0).L2_cache_size // row["bytes"]))
+        sets = rotation_copies(row["bytes"], flat.device)
         flats = [flat] + [flat.clone() for _ in range(sets - 1)]
         denses = [dense] + [dense.clone() for _ in range(sets - 1)]
         block = min(BLOCKS, key=lambda b: row[f"read {b} us"])

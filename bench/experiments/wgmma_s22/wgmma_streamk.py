@@ -49,7 +49,7 @@ sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s21"))
 sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s22"))
 
 from wgmma_gemm import problem  # noqa: E402
-from wgmma_tma import _decode_step, descriptors, wgmma_tma_gemm  # noqa: E402
+from wgmma_tma import _decode_step, _ring, descriptors, wgmma_tma_gemm  # noqa: E402
 from wgmma_ws import BK  # noqa: E402
 
 BN = gl.constexpr(64)
@@ -182,18 +182,7 @@ def w4a16_wgmma_streamk_kernel(x_desc, code_desc, scale_ptr, global_scale_ptr, y
     """Program c of G (one an SM): iterations ``[c T / G, (c + 1) T / G)`` of T = tiles x steps. Needs
     N % 64 == 0, K % 64 == 0, G no more than the programs that run at once, ``work_ptr`` fp32
     ``[G, 64, BM]`` and ``flag_ptr`` int32 ``[G]`` zeros (left zero)."""
-    x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BM, BK], x_desc.layout)
-    code_ring = gl.allocate_shared_memory(gl.int32, [STAGES, BN, BK // 8], code_desc.layout)
-    a_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BN, BK], x_desc.layout)
-    x_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    code_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    a_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
-    for s in gl.static_range(STAGES):
-        mbarrier.init(x_ready.index(s), count=1)
-        mbarrier.init(code_ready.index(s), count=1)
-        mbarrier.init(a_ready.index(s), count=1)
-        mbarrier.init(empty.index(s), count=1)
+    x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty = _ring(x_desc, code_desc, BN, BM, STAGES)
     tiles_m = (M + BM - 1) // BM
     total = (N // BN) * tiles_m * (K // BK)
     gl.warp_specialize([

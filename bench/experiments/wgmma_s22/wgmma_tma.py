@@ -118,11 +118,9 @@ def _consumer(x_ring, a_ring, x_ready, a_ready, empty, K, BN: gl.constexpr, BM: 
 
 
 @gluon.jit
-def w4a16_wgmma_tma_kernel(x_desc, code_desc, scale_ptr, global_scale_ptr, y_ptr, M, N, K, stride_ym,
-                           BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr, PRODUCER_REGS: gl.constexpr,
-                           PRODUCERS: gl.constexpr):
-    """Program (n, m): weight rows ``BN n ..`` against x rows ``BM m ..``, all of K. Needs N % BN == 0,
-    K % 64 == 0 and TMA-able x (unit K stride, 16-byte aligned rows)."""
+def _ring(x_desc, code_desc, BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr):
+    """The ring's slots (x's tile, the codes, the decoded A tile) and their barriers, initialized;
+    v44 sets up the same ring."""
     x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BM, BK], x_desc.layout)
     code_ring = gl.allocate_shared_memory(gl.int32, [STAGES, BN, BK // 8], code_desc.layout)
     a_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BN, BK], x_desc.layout)
@@ -135,6 +133,16 @@ def w4a16_wgmma_tma_kernel(x_desc, code_desc, scale_ptr, global_scale_ptr, y_ptr
         mbarrier.init(code_ready.index(s), count=1)
         mbarrier.init(a_ready.index(s), count=1)
         mbarrier.init(empty.index(s), count=1)
+    return x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty
+
+
+@gluon.jit
+def w4a16_wgmma_tma_kernel(x_desc, code_desc, scale_ptr, global_scale_ptr, y_ptr, M, N, K, stride_ym,
+                           BN: gl.constexpr, BM: gl.constexpr, STAGES: gl.constexpr, PRODUCER_REGS: gl.constexpr,
+                           PRODUCERS: gl.constexpr):
+    """Program (n, m): weight rows ``BN n ..`` against x rows ``BM m ..``, all of K. Needs N % BN == 0,
+    K % 64 == 0 and TMA-able x (unit K stride, 16-byte aligned rows)."""
+    x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty = _ring(x_desc, code_desc, BN, BM, STAGES)
 
     n0 = gl.program_id(0) * BN
     m0 = gl.program_id(1) * BM
