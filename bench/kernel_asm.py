@@ -43,6 +43,7 @@ from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_ring import TRIP, w4a16_ring_kernel  # noqa: E402
+from nvfp4_triton.kernels._w4a16_wgmma import BLOCK_N as WGMMA_ROWS, STEP, w4a16_wgmma_kernel  # noqa: E402
 from nvfp4_triton.ring import columns, layouts  # noqa: E402
 
 
@@ -75,6 +76,14 @@ def _ring(m, n, k, cfg):
                 stride_xm=k, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False, SPLIT=split, BN=bn, BM=bm,
                 WARPS=warps, STAGES=stages, **layouts(bn, warps, bm))
     return w4a16_ring_kernel, args, warps, 1, bn * TRIP
+
+
+def _wgmma(m, n, k, cfg):
+    bm, stages = (cfg + [128, 4][len(cfg):])
+    args = dict(words_ptr="*i32", scale_ptr="*i32", x_ptr="*bf16", global_scale_ptr="*fp32", bias_ptr="*bf16",
+                y_ptr="*bf16", M=m, N=n, K=k, stride_xm=k, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False,
+                BM=bm, STAGES=stages)
+    return w4a16_wgmma_kernel, args, 4, 1, WGMMA_ROWS.value * 3 * STEP.value  # a trip: three steps
 
 
 def _dequant(out_type):
@@ -110,7 +119,7 @@ def _fp8_operands(m, n, k, cfg):
     return fp8_operands_kernel, args, max(warps, row_warps), 1, bn * bk  # the warps fp8_operands launches with
 
 
-KERNELS = {"fused": _fused, "gemv": _gemv, "ring": _ring, "dequant": _dequant("*bf16"),
+KERNELS = {"fused": _fused, "gemv": _gemv, "ring": _ring, "wgmma": _wgmma, "dequant": _dequant("*bf16"),
            "dequant-fp8": _dequant("*u8"),
            "fp8-quant": _fp8_quant, "fp8-operands": _fp8_operands, "nvfp4-quant": _nvfp4_quant}
 

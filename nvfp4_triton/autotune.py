@@ -30,11 +30,11 @@ from dataclasses import dataclass, replace
 import torch
 import triton
 
-from . import ring, scratch
+from . import ring, scratch, wgmma
 from .cache import compiled
 from .cache.keys import environment
 from .cache.store import TuningStore, cache_root, warn_once
-from .tiling import (MIN_BLOCK_K, Fp8Config, GemmConfig, GemvConfig, RingConfig, TileConfig, TwoPassConfig,
+from .tiling import (MIN_BLOCK_K, Fp8Config, GemmConfig, GemvConfig, RingConfig, TileConfig, TwoPassConfig, WgmmaConfig,
                      config_from_dict, config_to_dict, default_config)
 
 AUTOTUNE_ENV = "NVFP4_TRITON_AUTOTUNE"
@@ -85,6 +85,10 @@ least two K tiles: a ``[3072, 12288]`` weight gives 96-192 programs unsplit, too
 H200's 132 SMs with enough loads in flight."""
 
 
+_WGMMA = [WgmmaConfig(128, 3), WgmmaConfig(128, 4)]
+"""wgmma kernel configs, from M bucket 64 on Hopper (``wgmma.offered``). 256 rows of x spill registers
+(sm_90, compiled on the CPU), so they are not offered. Not yet measured on a GPU."""
+
 _RING = [RingConfig(64, 4, 2)]
 """Ring kernel config (64 rows a program, 4 warps, a 2-trip ring), also split in K (``_SPLITS``). On an
 H200, at issue #5's small-M points, 64 rows and 4 warps beat 128 rows (bench/NOTES.md, v30), and 2
@@ -94,8 +98,8 @@ stages beat 3 and 4 at all 20 points, by 2-20%: a shallower ring lets more progr
 def candidate_configs(bucket: int, n: int, k: int, max_shared: int, dtype: torch.dtype = torch.bfloat16,
                       device: torch.device | None = None) -> list[GemmConfig]:
     """Configs worth timing for one key: fused tiles no larger than needed and fitting in shared memory
-    (split in K too at M <= 16), at M <= 4 the GEMV kernel's, and where ``ring.offered`` the ring
-    kernel's (``device``: None, the current CUDA device)."""
+    (split in K too at M <= 16), at M <= 4 the GEMV kernel's, and where ``ring.offered`` or
+    ``wgmma.offered`` those kernels' (``device``: None, the current CUDA device)."""
     k_cap = max(MIN_BLOCK_K, triton.next_power_of_2(k))
     gemv = [GemvConfig(bm, bn, min(bk, k_cap), w) for bm, bn, bk, w in _GEMV if bm <= max(bucket, 2)] \
         if bucket <= 4 else []
@@ -103,10 +107,12 @@ def candidate_configs(bucket: int, n: int, k: int, max_shared: int, dtype: torch
     if bucket <= 16:
         tiles += [replace(c, split_k=s) for c in tiles for s in _SPLITS if -(-k // c.block_k) >= 2 * s]
     gemv += [replace(c, split_k=s) for c in gemv for s in _SPLITS if -(-k // c.block_k) >= 2 * s]
+    device = device or torch.device("cuda")
     rings = []
-    if ring.offered(bucket, n, k, dtype, device or torch.device("cuda")):
+    if ring.offered(bucket, n, k, dtype, device):
         rings = _RING + [replace(c, split_k=s) for c in _RING for s in _SPLITS if k // ring.TRIP >= 2 * s]
-    return [*dict.fromkeys(tiles), *dict.fromkeys(gemv), *rings]
+    wgmmas = _WGMMA if wgmma.offered(bucket, n, k, dtype, device) else []
+    return [*dict.fromkeys(tiles), *dict.fromkeys(gemv), *rings, *wgmmas]
 
 
 def _tile_candidates(bucket: int, n: int, k: int, max_shared: int) -> list[TileConfig]:

@@ -2,10 +2,11 @@
 
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
-  (``GemvConfig``), at M <= 22 on Ada and Hopper the ring kernel (``RingConfig``, see ``ring``),
-  or two-pass, dequantize into the scratch buffer then cuBLAS (``TwoPassConfig``). The fused
-  kernel, the GEMV and the ring kernel may split K across programs where the weight has too few
-  output rows to fill the GPU (the last program of each output tile sums the slices);
+  (``GemvConfig``), at M <= 22 on Ada and Hopper the ring kernel (``RingConfig``, see ``ring``), from
+  M = 46 on Hopper the wgmma kernel (``WgmmaConfig``, see ``wgmma``), or two-pass, dequantize into
+  the scratch buffer then cuBLAS (``TwoPassConfig``). The fused kernel, the GEMV and the ring kernel
+  may split K across programs where the weight has too few output rows to fill the GPU (the last
+  program of each output tile sums the slices);
 - W4A8 (``w4a8_gemm``, ``activation="fp8"``): the W4A16 kernels, or FP8 two-pass
   (``Fp8Config``): dequantize to E4M3 into the scratch buffer and quantize the activations per
   token (one launch for both, for rows up to ``act_quant.ONE_LAUNCH_MAX_K``, unless x comes
@@ -24,7 +25,7 @@ from collections.abc import Callable
 
 import torch
 
-from . import fp8, ring, scratch
+from . import fp8, ring, scratch, wgmma
 from .autotune import (FP8_CANDIDATES, TWO_PASS_CANDIDATES, Tuner, benchmark_ms, check_agreement, compile_scope,
                        m_bucket)
 from .cache.keys import kernel_source_hash
@@ -33,8 +34,8 @@ from .launch import Kernel, cdiv, interpreter_active, traced
 from .kernels._dequant import nvfp4_dequant_kernel
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
 from .kernels._w4a16_gemv import w4a16_gemv_kernel
-from .tiling import (Fp8Config, GemmConfig, GemvConfig, RingConfig, TwoPassConfig, default_config, default_fp8_config,
-                     describe)
+from .tiling import (Fp8Config, GemmConfig, GemvConfig, RingConfig, TwoPassConfig, WgmmaConfig, default_config,
+                     default_fp8_config, describe)
 from .weight import random_weight
 
 tuner = Tuner("w4a16_gemm")
@@ -43,6 +44,7 @@ _gemm_kernel = Kernel(w4a16_gemm_kernel)
 _gemv_kernel = Kernel(w4a16_gemv_kernel)
 _dequant_kernel = Kernel(nvfp4_dequant_kernel)
 _ring_kernel = Kernel(ring.w4a16_ring_kernel) if ring.w4a16_ring_kernel is not None else None
+_wgmma_kernel = Kernel(wgmma.w4a16_wgmma_kernel) if wgmma.w4a16_wgmma_kernel is not None else None
 
 
 def _output(x: torch.Tensor, n: int, out: torch.Tensor | None) -> torch.Tensor:
@@ -331,6 +333,8 @@ def _bind_w4a16(cfg: GemmConfig, x: torch.Tensor, packed: torch.Tensor, scale_bi
     n = packed.shape[0]
     if isinstance(cfg, RingConfig):
         return _bind_ring(cfg, x, packed, scale_bits, global_scale, bias, gelu)
+    if isinstance(cfg, WgmmaConfig):
+        return _bind_wgmma(cfg, x, packed, scale_bits, global_scale, bias, gelu)
     if isinstance(cfg, TwoPassConfig):
         fused = _fused_fallback(x, packed, scale_bits, global_scale, bias, gelu)
 
@@ -421,9 +425,7 @@ def _bind_ring(cfg: RingConfig, x: torch.Tensor, packed: torch.Tensor, scale_bit
     n = packed.shape[0]
     if traced(x):
         return _bind_w4a16(default_config(m, n, k), x, packed, scale_bits, global_scale, bias, gelu)
-    problem = ring.problem(m, n, k, x.dtype, x.device)
-    if not problem and interpreter_active():
-        problem = "Triton's interpreter does not run Gluon"
+    problem = _gluon_problem(ring.problem(m, n, k, x.dtype, x.device))
     if not problem and n % cfg.block_n:
         problem = f"N = {n} is not a multiple of its block_n"
     if problem:
@@ -438,13 +440,47 @@ def _bind_ring(cfg: RingConfig, x: torch.Tensor, packed: torch.Tensor, scale_bit
 
     def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         y = _output(x, n, out)
-        # Its copies move 16 bytes of a row, and Triton proves their alignment only from a row stride
-        # it has specialized as a multiple of 16 elements.
-        if x.stride(1) != 1 or x.stride(0) % 16 or x.data_ptr() % 16:
-            x = x.clone(memory_format=torch.contiguous_format)
+        x = _aligned_rows(x)
         partial, counters = _split_buffers(split, m, n, grid[0], y, fresh=False)
         _ring_kernel(grid, words, scales, x, global_scale, bias if bias is not None else y, y, partial, counters,
                      m, n, k, k_per_split, x.stride(0), y.stride(0), y.stride(1), **options)
+        return y
+    return run
+
+
+def _gluon_problem(problem: str) -> str:
+    """``problem``, or why no Gluon kernel can run in this process (Triton's interpreter); "" if none."""
+    return problem or ("Triton's interpreter does not run Gluon" if interpreter_active() else "")
+
+
+def _aligned_rows(x: torch.Tensor) -> torch.Tensor:
+    """x itself, or a contiguous copy where the cp.async 16-byte copies of its rows could not be proved
+    aligned: Triton proves it only from a row stride it has specialized as a multiple of 16 elements."""
+    if x.stride(1) != 1 or x.stride(0) % 16 or x.data_ptr() % 16:
+        return x.clone(memory_format=torch.contiguous_format)
+    return x
+
+
+def _bind_wgmma(cfg: WgmmaConfig, x: torch.Tensor, packed: torch.Tensor, scale_bits: torch.Tensor,
+                global_scale: torch.Tensor, bias: torch.Tensor | None, gelu: bool) -> Runner:
+    """The wgmma kernel's runner (see ``wgmma``). While torch.compile traces, the fused kernel's default
+    config runs instead (inductor records Triton launches; the wgmma kernel is Gluon)."""
+    m, k = x.shape
+    n = packed.shape[0]
+    if traced(x):
+        return _bind_w4a16(default_config(m, n, k), x, packed, scale_bits, global_scale, bias, gelu)
+    problem = _gluon_problem(wgmma.problem(m, n, k, x.dtype, x.device))
+    if problem:
+        raise ValueError(f"nvfp4_triton: {describe(cfg)} cannot run here: {problem}")
+    grid = (n // 64, cdiv(m, cfg.block_m))
+    words, scales = _word_view(packed, torch.int32), _word_view(scale_bits, torch.int32)
+    options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, BM=cfg.block_m, STAGES=cfg.num_stages, num_warps=4)
+
+    def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
+        y = _output(x, n, out)
+        x = _aligned_rows(x)
+        _wgmma_kernel(grid, words, scales, x, global_scale, bias if bias is not None else y, y, m, n, k, x.stride(0),
+                      y.stride(0), y.stride(1), **options)
         return y
     return run
 

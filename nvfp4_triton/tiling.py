@@ -5,6 +5,8 @@ Strategies, chosen per shape by autotuning:
 - ``GemvConfig`` (a few activation rows): the GEMV kernel, dequantize and multiply on CUDA cores;
 - ``RingConfig`` (up to 22 activation rows): the ring kernel (Gluon, mma.sync, a cp.async ring in
   shared memory; ``ring``);
+- ``WgmmaConfig`` (from 46 activation rows, Hopper): the wgmma kernel (Gluon, the weight decoded in
+  registers as the MMA's A operand; ``wgmma``);
 - ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS;
 - ``Fp8Config`` (``activation="fp8"`` only): dequantize to E4M3 into the scratch buffer, quantize
   the activations per token, then cuBLAS's FP8 GEMM (``torch._scaled_mm``).
@@ -108,6 +110,21 @@ class RingConfig:
 
 
 @dataclass(frozen=True)
+class WgmmaConfig:
+    """The wgmma kernel (``kernels._w4a16_wgmma``): x rows a program (block_m, 128 or 256: the MMA's N)
+    and steps of 64 K in its shared-memory ring of x (num_stages, >= 3)."""
+
+    block_m: int = 128
+    num_stages: int = 4
+
+    def __post_init__(self) -> None:
+        if self.block_m not in (128, 256):
+            raise ValueError(f"WgmmaConfig: block_m must be 128 or 256, got {self.block_m}")
+        if self.num_stages < 3:
+            raise ValueError(f"WgmmaConfig: num_stages must be >= 3, got {self.num_stages}")
+
+
+@dataclass(frozen=True)
 class TwoPassConfig:
     """Two-pass strategy: the dequantize kernel's tile (elements) and warps; the GEMM is cuBLAS's.
 
@@ -141,8 +158,9 @@ class Fp8Config:
         _check_tiles(self, _DEQUANT_TILE)
 
 
-GemmConfig = TileConfig | GemvConfig | RingConfig | TwoPassConfig | Fp8Config
-_KINDS = {"fused": TileConfig, "gemv": GemvConfig, "ring": RingConfig, "two_pass": TwoPassConfig, "fp8": Fp8Config}
+GemmConfig = TileConfig | GemvConfig | RingConfig | WgmmaConfig | TwoPassConfig | Fp8Config
+_KINDS = {"fused": TileConfig, "gemv": GemvConfig, "ring": RingConfig, "wgmma": WgmmaConfig, "two_pass": TwoPassConfig,
+          "fp8": Fp8Config}
 
 
 def config_to_dict(cfg: GemmConfig) -> dict:
@@ -171,6 +189,8 @@ def describe(cfg: GemmConfig) -> str:
         return f"fp8 two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS FP8{accum})"
     if isinstance(cfg, TwoPassConfig):
         return f"two-pass (dequant {cfg.block_n}x{cfg.block_k} w{cfg.num_warps} + cuBLAS)"
+    if isinstance(cfg, WgmmaConfig):
+        return f"wgmma {cfg.block_m} s{cfg.num_stages}"
     split = f" split{cfg.split_k}" if cfg.split_k > 1 else ""
     if isinstance(cfg, RingConfig):
         return f"ring {cfg.block_n} w{cfg.num_warps} s{cfg.num_stages}{split}"

@@ -14,13 +14,13 @@ from pathlib import Path
 import pytest
 import torch
 
-from nvfp4_triton import autotune, ring
+from nvfp4_triton import autotune, ring, wgmma
 from nvfp4_triton.autotune import Tuner, candidate_configs, m_bucket, shared_memory_estimate
 from nvfp4_triton.cache import keys, store as store_mod
 from nvfp4_triton.cache.archive import ImportRefused, export_archive, import_archive
 from nvfp4_triton.cache.manage import clear, info, list_entries
 from nvfp4_triton.cache.store import TuningStore
-from nvfp4_triton.tiling import GemvConfig, RingConfig, TileConfig, describe
+from nvfp4_triton.tiling import GemvConfig, RingConfig, TileConfig, WgmmaConfig, describe
 
 from .subproc import python_env
 
@@ -148,6 +148,35 @@ def test_the_ring_kernel_is_timed_only_where_it_can_run(monkeypatch):
     for bucket, n, k, dtype in [(32, 3072, 3072, torch.bfloat16), (4, 3000, 3072, torch.bfloat16),
                                 (4, 3072, 3000, torch.bfloat16), (4, 3072, 3072, torch.float16)]:
         assert not any(isinstance(c, RingConfig) for c in candidate_configs(bucket, n, k, 228 * 1024, dtype))
+
+
+def test_the_wgmma_kernel_is_timed_only_where_it_can_run(monkeypatch):
+    """Offered from M bucket 64, for N a multiple of 64, K of 64 and bf16 x, where the device (Hopper)
+    and Triton allow (faked here)."""
+    assert not any(isinstance(c, WgmmaConfig) for c in candidate_configs(512, 3072, 3072, 228 * 1024))  # no GPU
+    monkeypatch.setattr(wgmma, "device_problem", lambda device: "")
+    assert {describe(c) for c in candidate_configs(512, 3072, 3072, 228 * 1024) if isinstance(c, WgmmaConfig)} \
+        == {"wgmma 128 s3", "wgmma 128 s4"}
+    assert any(isinstance(c, WgmmaConfig) for c in candidate_configs(64, 3072, 4160, 228 * 1024))
+    for bucket, n, k, dtype in [(32, 3072, 3072, torch.bfloat16), (512, 3000, 3072, torch.bfloat16),
+                                (512, 3072, 3000, torch.bfloat16), (512, 3072, 3072, torch.float16)]:
+        assert not any(isinstance(c, WgmmaConfig) for c in candidate_configs(bucket, n, k, 228 * 1024, dtype))
+
+
+def test_wgmma_configs_round_trip_through_the_cache(gpu_like, private_cache):
+    chosen = WgmmaConfig(128, 3)
+
+    def bench(cfg):
+        return 0.5 if cfg == chosen else FakeBench()(cfg)
+
+    assert Tuner("k", TuningStore(private_cache)).resolve(KEY, bench, heuristic_only=False, extra=lambda: (chosen,)) \
+        == chosen
+    assert Tuner("k", TuningStore(private_cache)).resolve(KEY, FakeBench(), heuristic_only=False) == chosen
+    assert "wgmma 128 s3" in list_entries(private_cache)[0].config
+    with pytest.raises(ValueError, match="num_stages"):
+        WgmmaConfig(128, 2)
+    with pytest.raises(ValueError, match="block_m"):
+        WgmmaConfig(64)
 
 
 def test_ring_configs_round_trip_through_the_cache(gpu_like, private_cache):

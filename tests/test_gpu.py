@@ -599,6 +599,78 @@ def test_ring_at_flux_sizes(m, n, k, split):
     assert_matches_reference(y, x, q, bias)
 
 
+def _wgmma_or_skip():
+    from nvfp4_triton import wgmma
+
+    problem = wgmma.device_problem(torch.device("cuda"))
+    if problem:
+        pytest.skip(f"the wgmma kernel cannot run here: {problem}")
+
+
+@pytest.mark.parametrize("m", [1, 45, 128, 300])
+@pytest.mark.parametrize("block_m, stages", [(128, 3), (128, 4), (256, 4)])
+def test_wgmma_configs_match_reference(m, block_m, stages):
+    """Every wgmma config, x rows filling one tile, several or a part of one; K of 65 steps (the last
+    trip of three padded with zero steps), bias, GELU at odd M, and a seventh of the blocks with a zero
+    scale while their codes are not."""
+    from nvfp4_triton import NVFP4Weight
+    from nvfp4_triton.gemm import w4a16_gemm
+    from nvfp4_triton.tiling import WgmmaConfig
+
+    _wgmma_or_skip()
+    n, k = 192, 4160
+    q = _weight(n, k, seed=m + 3)
+    scales = q.block_scale.clone()
+    scales.view(torch.uint8)[:, ::7] = 0
+    w = NVFP4Weight(q.packed, scales, q.global_scale, q.shape)
+    x = torch.randn(m, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    gelu = m % 2 == 1
+    out = torch.full((m, n), float("nan"), device="cuda", dtype=torch.bfloat16)
+    y = w4a16_gemm(x, w.packed, w.block_scale, w.global_scale, bias, config=WgmmaConfig(block_m, stages), out=out,
+                   gelu=gelu)
+    assert y.data_ptr() == out.data_ptr()
+    assert_matches_reference(y, x, w, bias, gelu=gelu)
+
+
+@pytest.mark.parametrize("m, n, k", [(512, 3072, 3072), (512, 3072, 12288), (4608, 3072, 3072)])
+def test_wgmma_at_flux_sizes_and_any_x_layout(m, n, k):
+    """FLUX shapes, x with padded rows (copied for its 16-byte copies) and y transposed."""
+    from nvfp4_triton.gemm import w4a16_gemm
+    from nvfp4_triton.tiling import WgmmaConfig
+
+    _wgmma_or_skip()
+    q = _weight(n, k, seed=m + 5)
+    x = torch.randn(m, k + 8, device="cuda", dtype=torch.bfloat16)[:, :k]
+    out = torch.full((n, m), float("nan"), device="cuda", dtype=torch.bfloat16).t()
+    y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=WgmmaConfig(128, 4), out=out)
+    assert y.data_ptr() == out.data_ptr()
+    assert_matches_reference(y, x, q, None)
+
+
+def test_tuning_with_the_wgmma_kernel_offered(private_cache, monkeypatch, caplog):
+    """At M = 512 on Hopper the tuner times the wgmma configs beside the others, none disagrees with the
+    default config, and whichever wins, the layer's output is right."""
+    import logging
+
+    from nvfp4_triton import autotune, gemm
+
+    _wgmma_or_skip()
+    monkeypatch.setenv("NVFP4_TRITON_AUTOTUNE", "1")
+    monkeypatch.setattr(gemm, "tuner", autotune.Tuner("w4a16_gemm"))  # see the ring's tuning test
+    timed = []
+    bind = gemm._bind_wgmma
+    monkeypatch.setattr(gemm, "_bind_wgmma", lambda cfg, *args: timed.append(cfg) or bind(cfg, *args))
+    n, k = 3072, 3072
+    q = _weight(n, k, seed=17)
+    x = torch.randn(2, 256, k, device="cuda", dtype=torch.bfloat16)
+    bias = torch.randn(n, device="cuda", dtype=torch.bfloat16)
+    with caplog.at_level(logging.WARNING):
+        y = nvfp4_linear(x, q, bias)
+    assert timed and "wgmma" not in caplog.text
+    assert_matches_reference(y, x, q, bias)
+
+
 @pytest.mark.parametrize("m", [4, 8, 16])
 def test_tuning_with_the_ring_kernel_offered(m, private_cache, monkeypatch, caplog):
     """Where the ring kernel runs the tuner times it beside the other kernels, every ring candidate

@@ -276,3 +276,20 @@ def test_the_ring_config_where_it_cannot_run_says_why(problem, match):
     x, q, bias = _problem(3, (m,), n, k, dtype, True, device)
     with pytest.raises(ValueError, match=f"ring 64 w4 s3 cannot run here: .*{match}"):
         w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=RingConfig())
+
+
+@pytest.mark.parametrize("problem, match", [
+    ((200, 64, 256, torch.bfloat16, "cpu"), "needs a Hopper GPU"),
+    ((200, 64, 256, torch.float16, "cpu"), "needs bf16 x"),
+    ((200, 64, 240, torch.bfloat16, "cpu"), "K of 64"),
+    ((200, 96, 256, torch.bfloat16, "cpu"), "N a multiple of 64"),
+])
+def test_the_wgmma_config_where_it_cannot_run_says_why(problem, match):
+    """The wgmma kernel (Gluon; Hopper) is only timed where it runs; asked for elsewhere by an explicit
+    config, it refuses, naming what is missing."""
+    from nvfp4_triton.tiling import WgmmaConfig
+
+    m, n, k, dtype, device = problem
+    x, q, bias = _problem(5, (m,), n, k, dtype, True, device)
+    with pytest.raises(ValueError, match=f"wgmma 128 s4 cannot run here: .*{match}"):
+        w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=WgmmaConfig())

@@ -23,6 +23,7 @@ from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
 from triton.experimental.gluon.language.nvidia.ampere import async_copy, mma_v2
 
+from ._gluon_bf16 import e4m3_pair_to_bf16, scaled_pairs
 from ._nvfp4_decode import nibble_pair_bits
 from ._w4a16_gemm import gelu_tanh
 
@@ -47,28 +48,6 @@ def _merged(bases):
 def _replicated(warps):
     """Warp bases of a layout that every warp holds whole (x's tiles)."""
     return [[0, 0] for _ in range(warps.bit_length() - 1)]
-
-
-@gluon.jit
-def _scaled(pairs, scale2):
-    """``pairs * scale2`` in bf16x2, one ``fma.rn.bf16x2`` (with -0.0 added, which keeps signed zeros);
-    exact here: e2m1 * e4m3 fits in bf16's mantissa."""
-    return gl.inline_asm_elementwise("{ .reg .b32 z; mov.b32 z, 0x80008000; fma.rn.bf16x2 $0, $1, $2, z; }",
-                                     "=r,r,r", [pairs, scale2], dtype=gl.uint32, is_pure=True, pack=1)
-
-
-@gluon.jit
-def _e4m3_pair_to_bf16(two):
-    """16-bit pairs of E4M3 scales (uint32, low half used) -> bf16x2 patterns worth ``e4m3 * 2**119``, so
-    that a product with ``nibble_pair_bits``' ``2**-126`` is worth ``e2m1 * e4m3 * 2**-7``.
-
-    ``cvt.rn.f16x2.e4m3x2`` is exact (every E4M3 value is a normal fp16); each fp16 pattern's exponent
-    and mantissa then move to bf16's fields, and the exponent is rebiased by 127 - 15 + 119 = 231
-    where the half is not zero. Block scales are non-negative; NaN is not handled."""
-    return gl.inline_asm_elementwise(
-        "{ .reg .b16 lo; .reg .b32 h, m, z; cvt.u16.u32 lo, $1; cvt.rn.f16x2.e4m3x2 h, lo; mov.b32 z, 0; "
-        "set.ne.u32.f16x2 m, h, z; shr.b32 h, h, 3; and.b32 h, h, 0x0FFF0FFF; and.b32 m, m, 0x73807380; "
-        "add.u32 $0, h, m; }", "=r,r", [two], dtype=gl.uint32, is_pure=True, pack=1)
 
 
 @gluon.jit
@@ -179,13 +158,13 @@ def w4a16_ring_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y
         words_low, words_high = gl.split(words_both)  # [n, t, w] for h = 0, 1: word 8t + 4h + w of the row
         for h in gl.static_range(2):
             words = gl.convert_layout(words_low if h == 0 else words_high, half_words, assert_trivial=True)
-            two = _e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
+            two = e4m3_pair_to_bf16((scale_word >> (16 * h)) & 0xFFFF)  # blocks 4t + 2h, 4t + 2h + 1
             scale2 = gl.where(first_block, ((two & 0xFFFF) | (two << 16))[:, :, None],
                               ((two >> 16) | (two & 0xFFFF0000))[:, :, None])
-            p0 = _scaled(nibble_pair_bits(words, 0, 6), scale2)  # MAG_LSB 6: bf16 patterns
-            p1 = _scaled(nibble_pair_bits(words, 1, 6), scale2)
-            p2 = _scaled(nibble_pair_bits(words, 2, 6), scale2)
-            p3 = _scaled(nibble_pair_bits(words, 3, 6), scale2)
+            p0 = scaled_pairs(nibble_pair_bits(words, 0, 6), scale2)  # MAG_LSB 6: bf16 patterns
+            p1 = scaled_pairs(nibble_pair_bits(words, 1, 6), scale2)
+            p2 = scaled_pairs(nibble_pair_bits(words, 2, 6), scale2)
+            p3 = scaled_pairs(nibble_pair_bits(words, 3, 6), scale2)
             pairs = gl.join(gl.join(p0, p1), gl.join(p2, p3))
             # pairs [n, t, w, b, a]: elements i = 2a + b and i + 4 of word w, K 32t + 8w + 2a + b (+ 4)
             low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)

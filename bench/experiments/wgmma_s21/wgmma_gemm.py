@@ -59,7 +59,8 @@ ROOT = Path(__file__).resolve().parents[3]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
-from nvfp4_triton.kernels._w4a16_ring import _e4m3_pair_to_bf16, _scaled  # noqa: E402
+from nvfp4_triton.kernels._gluon_bf16 import e4m3_pair_to_bf16 as _e4m3_pair_to_bf16  # noqa: E402
+from nvfp4_triton.kernels._gluon_bf16 import scaled_pairs as _scaled  # noqa: E402
 
 BN = gl.constexpr(64)  # weight rows a program: one warpgroup, 16 rows a warp
 BK = gl.constexpr(64)  # K a step: 8 int32 code words and 4 scale bytes a row
