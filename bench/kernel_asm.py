@@ -29,12 +29,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+import torch
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.experimental.gluon._runtime import GluonASTSource, GluonJITFunction
+from triton.runtime.jit import mangle_type
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from nvfp4_triton import wgmma  # noqa: E402
 from nvfp4_triton.act_quant import row_quant_plan  # noqa: E402
 from nvfp4_triton.gemm import k_slices  # noqa: E402
 from nvfp4_triton.kernels._act_quant import fp8_row_quant_kernel, nvfp4_act_quant_kernel  # noqa: E402
@@ -43,7 +46,7 @@ from nvfp4_triton.kernels._fp8_operands import fp8_operands_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemm import w4a16_gemm_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_gemv import w4a16_gemv_kernel  # noqa: E402
 from nvfp4_triton.kernels._w4a16_ring import TRIP, w4a16_ring_kernel  # noqa: E402
-from nvfp4_triton.kernels._w4a16_wgmma import BLOCK_N as WGMMA_ROWS, STEP, w4a16_wgmma_kernel  # noqa: E402
+from nvfp4_triton.kernels._w4a16_wgmma import w4a16_wgmma_kernel  # noqa: E402
 from nvfp4_triton.ring import columns, layouts  # noqa: E402
 
 
@@ -79,11 +82,15 @@ def _ring(m, n, k, cfg):
 
 
 def _wgmma(m, n, k, cfg):
-    bm, stages = (cfg + [128, 4][len(cfg):])
-    args = dict(words_ptr="*i32", scale_ptr="*i32", x_ptr="*bf16", global_scale_ptr="*fp32", bias_ptr="*bf16",
-                y_ptr="*bf16", M=m, N=n, K=k, stride_xm=k, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False,
-                BM=bm, STAGES=stages)
-    return w4a16_wgmma_kernel, args, 4, 1, WGMMA_ROWS.value * 3 * STEP.value  # a trip: three steps
+    bm, stages = (cfg + [256, 4][len(cfg):])
+    x = torch.empty(m, k, dtype=torch.bfloat16)  # on the CPU: only the descriptors' types are needed
+    words = torch.empty(n, k // 8, dtype=torch.int32)
+    args = dict(scale_ptr="*i32", x_desc=mangle_type(wgmma.x_descriptor(x, bm)),
+                code_desc=mangle_type(wgmma.code_descriptor(words)), global_scale_ptr="*fp32", bias_ptr="*bf16",
+                y_ptr="*bf16", M=m, N=n, K=k, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False, BM=bm,
+                STAGES=stages)
+    args["maxnreg"] = wgmma.registers(bm)  # a launch option, which compile_kernel takes from args
+    return w4a16_wgmma_kernel, args, 4, 1, wgmma.BLOCK_N * wgmma.STEP  # the consumer's loop: one step
 
 
 def _dequant(out_type):
@@ -126,7 +133,10 @@ KERNELS = {"fused": _fused, "gemv": _gemv, "ring": _ring, "wgmma": _wgmma, "dequ
 
 def compile_kernel(fn, args: dict, warps: int, stages: int, arch: int, maxnreg: int | None = None):
     """Compile ``fn`` with ``args`` (pointer dtypes as strings, ints as values, constexprs by annotation);
-    ``maxnreg`` caps registers a thread (warp-specialized kernels split them between partitions)."""
+    ``maxnreg`` (or an ``args`` entry of that name) caps registers a thread (warp-specialized kernels
+    split them between partitions)."""
+    args = dict(args)
+    maxnreg = args.pop("maxnreg", maxnreg)
     constexpr_names = {p.name for p in fn.params if p.is_constexpr}
     unspecialized = set(fn.do_not_specialize)  # parameter names, as the library's kernels give them
     signature, constexprs, attrs = {}, {}, {}

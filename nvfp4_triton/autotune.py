@@ -85,9 +85,10 @@ least two K tiles: a ``[3072, 12288]`` weight gives 96-192 programs unsplit, too
 H200's 132 SMs with enough loads in flight."""
 
 
-_WGMMA = [WgmmaConfig(128, 3), WgmmaConfig(128, 4)]
-"""wgmma kernel configs, from M bucket 64 on Hopper (``wgmma.offered``). 256 rows of x spill registers
-(sm_90, compiled on the CPU), so they are not offered. Not yet measured on a GPU."""
+_WGMMA = [WgmmaConfig(256, 4), WgmmaConfig(256, 5)]
+"""wgmma kernel configs, from M bucket 64 on Hopper (``wgmma.offered``). On an H200 (bench/NOTES.md,
+v43) 256 rows of x took 0.59-0.70x of cuBLAS's time at M = 512 and 4096, 128 rows 0.40-0.53x, and 3
+stages were 15-20% slower than 4-5."""
 
 _RING = [RingConfig(64, 4, 2)]
 """Ring kernel config (64 rows a program, 4 warps, a 2-trip ring), also split in K (``_SPLITS``). On an

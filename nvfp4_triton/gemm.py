@@ -454,8 +454,9 @@ def _gluon_problem(problem: str) -> str:
 
 
 def _aligned_rows(x: torch.Tensor) -> torch.Tensor:
-    """x itself, or a contiguous copy where the cp.async 16-byte copies of its rows could not be proved
-    aligned: Triton proves it only from a row stride it has specialized as a multiple of 16 elements."""
+    """x itself, or a contiguous copy where its rows could not be copied 16 bytes at a time: cp.async
+    (the ring kernel) needs a row stride Triton has specialized as a multiple of 16 elements, TMA (the
+    wgmma kernel) 16-byte aligned rows."""
     if x.stride(1) != 1 or x.stride(0) % 16 or x.data_ptr() % 16:
         return x.clone(memory_format=torch.contiguous_format)
     return x
@@ -472,14 +473,16 @@ def _bind_wgmma(cfg: WgmmaConfig, x: torch.Tensor, packed: torch.Tensor, scale_b
     problem = _gluon_problem(wgmma.problem(m, n, k, x.dtype, x.device))
     if problem:
         raise ValueError(f"nvfp4_triton: {describe(cfg)} cannot run here: {problem}")
-    grid = (n // 64, cdiv(m, cfg.block_m))
-    words, scales = _word_view(packed, torch.int32), _word_view(scale_bits, torch.int32)
-    options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, BM=cfg.block_m, STAGES=cfg.num_stages, num_warps=4)
+    grid = (n // wgmma.BLOCK_N, cdiv(m, cfg.block_m))
+    codes = wgmma.code_descriptor(_word_view(packed, torch.int32))
+    scales = _word_view(scale_bits, torch.int32)
+    options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, BM=cfg.block_m, STAGES=cfg.num_stages, num_warps=4,
+                   maxnreg=wgmma.registers(cfg.block_m))
 
     def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         y = _output(x, n, out)
-        x = _aligned_rows(x)
-        _wgmma_kernel(grid, words, scales, x, global_scale, bias if bias is not None else y, y, m, n, k, x.stride(0),
+        x_tiles = wgmma.x_descriptor(_aligned_rows(x), cfg.block_m)
+        _wgmma_kernel(grid, scales, x_tiles, codes, global_scale, bias if bias is not None else y, y, m, n, k,
                       y.stride(0), y.stride(1), **options)
         return y
     return run

@@ -22,6 +22,11 @@ from triton import knobs
 from .autotune import compile_scope
 from .kernels._w4a16_gemm import w4a16_gemm_kernel
 
+try:
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+except ImportError:  # no Gluon: no kernel takes descriptors
+    TensorDescriptor = ()
+
 _INTERPRETED = not isinstance(w4a16_gemm_kernel, triton.runtime.JITFunction)
 
 
@@ -46,12 +51,14 @@ def cdiv(a: int, b: int) -> int:
 def _layout(args: tuple) -> tuple:
     """What Triton specializes a compiled kernel on, argument by argument.
 
-    Tensors: dtype and 16-byte alignment. Integers: equal to 1, multiple of 16, fits in 32 bits.
+    Tensors: dtype and 16-byte alignment. Integers: equal to 1, multiple of 16, fits in 32 bits. TMA
+    descriptors: dtype, tile and shared layout (the tensor's own shape and strides travel at launch).
     (Finer than Triton where a parameter is not specialized; that only adds cache entries.) One
     comprehension, no call per argument: it runs on every launch.
     """
     return tuple((a.dtype, not a.data_ptr() & 15) if isinstance(a, torch.Tensor)  # nn.Parameter too
                  else (a == 1, not a % 16, -2147483648 <= a < 2147483648) if type(a) is int
+                 else (a.base.dtype, *a.block_shape, a.layout) if isinstance(a, TensorDescriptor)
                  else (type(a), a) for a in args)
 
 

@@ -5,8 +5,8 @@ Strategies, chosen per shape by autotuning:
 - ``GemvConfig`` (a few activation rows): the GEMV kernel, dequantize and multiply on CUDA cores;
 - ``RingConfig`` (up to 22 activation rows): the ring kernel (Gluon, mma.sync, a cp.async ring in
   shared memory; ``ring``);
-- ``WgmmaConfig`` (from 46 activation rows, Hopper): the wgmma kernel (Gluon, the weight decoded in
-  registers as the MMA's A operand; ``wgmma``);
+- ``WgmmaConfig`` (from 46 activation rows, Hopper): the wgmma kernel (Gluon, warp-specialized: TMA
+  loads, a warpgroup decoding the weight into shared memory, one issuing the MMAs; ``wgmma``);
 - ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS;
 - ``Fp8Config`` (``activation="fp8"`` only): dequantize to E4M3 into the scratch buffer, quantize
   the activations per token, then cuBLAS's FP8 GEMM (``torch._scaled_mm``).
@@ -112,16 +112,19 @@ class RingConfig:
 @dataclass(frozen=True)
 class WgmmaConfig:
     """The wgmma kernel (``kernels._w4a16_wgmma``): x rows a program (block_m, 128 or 256: the MMA's N)
-    and steps of 64 K in its shared-memory ring of x (num_stages, >= 3)."""
+    and the slots of its shared-memory ring (num_stages, >= 2), each a step of 64 K: x's tile, the
+    codes and the decoded weight tile, ``(block_m + 80) * 128`` bytes, 227 KB in all at most."""
 
-    block_m: int = 128
+    block_m: int = 256
     num_stages: int = 4
 
     def __post_init__(self) -> None:
         if self.block_m not in (128, 256):
             raise ValueError(f"WgmmaConfig: block_m must be 128 or 256, got {self.block_m}")
-        if self.num_stages < 3:
-            raise ValueError(f"WgmmaConfig: num_stages must be >= 3, got {self.num_stages}")
+        if self.num_stages < 2 or self.num_stages * (self.block_m + 80) * 128 > 227 * 1024:
+            raise ValueError(f"WgmmaConfig: num_stages must be >= 2 and its ring fit 227 KB of shared memory "
+                             f"(at most {227 * 1024 // ((self.block_m + 80) * 128)} at block_m = {self.block_m}), "
+                             f"got {self.num_stages}")
 
 
 @dataclass(frozen=True)

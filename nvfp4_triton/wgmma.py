@@ -1,9 +1,10 @@
-"""When the wgmma kernel (``kernels._w4a16_wgmma``, ``WgmmaConfig``) can run.
+"""When the wgmma kernel (``kernels._w4a16_wgmma``, ``WgmmaConfig``) can run, and its TMA descriptors.
 
 The kernel is written in Gluon, Triton's experimental lower-level language, as Triton 3.6 has it;
 where this Triton lacks that API the strategy is not offered. It multiplies on Hopper's
-warpgroup MMA (wgmma), which only sm_90 has, and takes bf16 activations. The tuner times it beside
-the other strategies from M bucket 64 up (``offered``); ``gemm`` launches it.
+warpgroup MMA (wgmma) and reads x and the codes by TMA, which only sm_90 has among the GPUs it
+serves, and takes bf16 activations. The tuner times it beside the other strategies from M bucket 64
+up (``offered``); ``gemm`` launches it.
 """
 
 from __future__ import annotations
@@ -13,10 +14,15 @@ import torch
 from . import ring
 
 try:
-    from .kernels._w4a16_wgmma import STEP, w4a16_wgmma_kernel
-    STEP = STEP.value
+    from triton.experimental.gluon import language as gl
+    from triton.experimental.gluon.nvidia.hopper import TensorDescriptor
+
+    from .kernels._w4a16_wgmma import BLOCK_N, STEP, w4a16_wgmma_kernel
+    BLOCK_N, STEP = BLOCK_N.value, STEP.value
+    _X_TILE = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+    _CODE_TILE = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=32, rank=2)
 except ImportError:  # no Gluon, or another version of its API
-    STEP, w4a16_wgmma_kernel = 64, None
+    BLOCK_N, STEP, w4a16_wgmma_kernel = 64, 64, None
 
 MIN_BUCKET = 64
 """Smallest M bucket the tuner times the wgmma kernel for (M >= 46). Below it a program's x rows would
@@ -38,7 +44,7 @@ def problem(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device) ->
     Beyond ``device_problem``: N a multiple of 64 (a program's weight rows), K of a step, bf16 x."""
     if dtype != torch.bfloat16:
         return f"it needs bf16 x (got {dtype})"
-    if n % 64 or k % STEP:
+    if n % BLOCK_N or k % STEP:
         return f"it needs N a multiple of 64 and K of {STEP} (got N = {n}, K = {k})"
     return device_problem(device)
 
@@ -46,3 +52,21 @@ def problem(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device) ->
 def offered(bucket: int, n: int, k: int, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether the tuner times the wgmma kernel for a key (M bucket ``bucket``)."""
     return bucket >= MIN_BUCKET and not problem(bucket, n, k, dtype, device)
+
+
+def registers(block_m: int) -> int:
+    """Registers a thread the kernel is launched with (``maxnreg``), which its partitions then share
+    out: the consumer's sum alone takes ``block_m / 2``. The launch has 12 warps (the consumer's and
+    the producer's warpgroups, and the loader's warp in a third), so 168 is the most that fits an
+    SM's 64K registers."""
+    return 168 if block_m == 256 else 128
+
+
+def x_descriptor(x: torch.Tensor, block_m: int) -> TensorDescriptor:
+    """x's TMA descriptor, [block_m, 64] tiles. Needs unit K stride and 16-byte aligned rows."""
+    return TensorDescriptor.from_tensor(x, [block_m, STEP], _X_TILE)
+
+
+def code_descriptor(words: torch.Tensor) -> TensorDescriptor:
+    """The codes' TMA descriptor: ``words`` the packed codes as int32 ``[N, K / 8]``, [64, 8] tiles."""
+    return TensorDescriptor.from_tensor(words, [BLOCK_N, STEP // 8], _CODE_TILE)

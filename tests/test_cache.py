@@ -156,7 +156,7 @@ def test_the_wgmma_kernel_is_timed_only_where_it_can_run(monkeypatch):
     assert not any(isinstance(c, WgmmaConfig) for c in candidate_configs(512, 3072, 3072, 228 * 1024))  # no GPU
     monkeypatch.setattr(wgmma, "device_problem", lambda device: "")
     assert {describe(c) for c in candidate_configs(512, 3072, 3072, 228 * 1024) if isinstance(c, WgmmaConfig)} \
-        == {"wgmma 128 s3", "wgmma 128 s4"}
+        == {"wgmma 256 s4", "wgmma 256 s5"}
     assert any(isinstance(c, WgmmaConfig) for c in candidate_configs(64, 3072, 4160, 228 * 1024))
     for bucket, n, k, dtype in [(32, 3072, 3072, torch.bfloat16), (512, 3000, 3072, torch.bfloat16),
                                 (512, 3072, 3000, torch.bfloat16), (512, 3072, 3072, torch.float16)]:
@@ -174,7 +174,9 @@ def test_wgmma_configs_round_trip_through_the_cache(gpu_like, private_cache):
     assert Tuner("k", TuningStore(private_cache)).resolve(KEY, FakeBench(), heuristic_only=False) == chosen
     assert "wgmma 128 s3" in list_entries(private_cache)[0].config
     with pytest.raises(ValueError, match="num_stages"):
-        WgmmaConfig(128, 2)
+        WgmmaConfig(128, 1)
+    with pytest.raises(ValueError, match="at most 5 at block_m = 256"):  # 6 slots would take 252 KB
+        WgmmaConfig(256, 6)
     with pytest.raises(ValueError, match="block_m"):
         WgmmaConfig(64)
 

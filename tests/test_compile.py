@@ -31,8 +31,8 @@ CASES = {  # kernel_asm name: [(M, N, K), kernel_asm config]
     # Gluon; only Ada and Hopper (sm_89+), so not built for sm_80
     "ring": [((1, 18432, 3072), [64, 4, 3]), ((8, 3072, 12288), [64, 4, 2, 8]), ((11, 9216, 3072), [128, 8, 4, 2]),
              ((22, 12288, 3072), [64, 4, 2, 4])],
-    # Gluon on wgmma; only Hopper (sm_90). K = 4160: 65 steps, a trip of three padded with zeros
-    "wgmma": [((512, 3072, 3072), [128, 4]), ((100, 192, 4160), [128, 3])],
+    # Gluon on wgmma and TMA, warp-specialized; only Hopper (sm_90)
+    "wgmma": [((512, 3072, 3072), [256, 4]), ((512, 3072, 3072), [256, 5]), ((100, 192, 4160), [128, 2])],
 }
 
 COMPILE = textwrap.dedent("""

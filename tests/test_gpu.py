@@ -608,11 +608,11 @@ def _wgmma_or_skip():
 
 
 @pytest.mark.parametrize("m", [1, 45, 128, 300])
-@pytest.mark.parametrize("block_m, stages", [(128, 3), (128, 4), (256, 4)])
+@pytest.mark.parametrize("block_m, stages", [(128, 2), (256, 4), (256, 5)])
 def test_wgmma_configs_match_reference(m, block_m, stages):
-    """Every wgmma config, x rows filling one tile, several or a part of one; K of 65 steps (the last
-    trip of three padded with zero steps), bias, GELU at odd M, and a seventh of the blocks with a zero
-    scale while their codes are not."""
+    """Every offered wgmma config and the smallest ring, x rows filling one tile, several or a part of
+    one (TMA reads the rows past M as zeros); K of 65 steps (the ring wraps unevenly), bias, GELU at
+    odd M, and a seventh of the blocks with a zero scale while their codes are not."""
     from nvfp4_triton import NVFP4Weight
     from nvfp4_triton.gemm import w4a16_gemm
     from nvfp4_triton.tiling import WgmmaConfig
@@ -635,7 +635,8 @@ def test_wgmma_configs_match_reference(m, block_m, stages):
 
 @pytest.mark.parametrize("m, n, k", [(512, 3072, 3072), (512, 3072, 12288), (4608, 3072, 3072)])
 def test_wgmma_at_flux_sizes_and_any_x_layout(m, n, k):
-    """FLUX shapes, x with padded rows (copied for its 16-byte copies) and y transposed."""
+    """FLUX shapes, x with padded rows (copied: its row stride is not a multiple of 16 elements) and y
+    transposed."""
     from nvfp4_triton.gemm import w4a16_gemm
     from nvfp4_triton.tiling import WgmmaConfig
 
@@ -643,7 +644,7 @@ def test_wgmma_at_flux_sizes_and_any_x_layout(m, n, k):
     q = _weight(n, k, seed=m + 5)
     x = torch.randn(m, k + 8, device="cuda", dtype=torch.bfloat16)[:, :k]
     out = torch.full((n, m), float("nan"), device="cuda", dtype=torch.bfloat16).t()
-    y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=WgmmaConfig(128, 4), out=out)
+    y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=WgmmaConfig(256, 4), out=out)
     assert y.data_ptr() == out.data_ptr()
     assert_matches_reference(y, x, q, None)
 

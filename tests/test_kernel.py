@@ -291,5 +291,5 @@ def test_the_wgmma_config_where_it_cannot_run_says_why(problem, match):
 
     m, n, k, dtype, device = problem
     x, q, bias = _problem(5, (m,), n, k, dtype, True, device)
-    with pytest.raises(ValueError, match=f"wgmma 128 s4 cannot run here: .*{match}"):
+    with pytest.raises(ValueError, match=f"wgmma 256 s4 cannot run here: .*{match}"):
         w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=WgmmaConfig())

@@ -23,6 +23,26 @@ def test_layout_separates_what_triton_specializes_on():
     assert _layout((pool, 1)) != _layout((1, pool)), "positions are part of the signature"
 
 
+def test_layout_of_tma_descriptors_is_their_tile_not_their_tensor():
+    """x's descriptor is made anew on every call of the wgmma kernel: descriptors of the same dtype,
+    tile and shared layout must share a compiled kernel (its shape and strides travel at launch),
+    others not."""
+    gluon = pytest.importorskip("triton.experimental.gluon.nvidia.hopper")
+    from triton.experimental.gluon import language as gl
+
+    swizzled = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
+
+    def layout(x, tile, shared=swizzled):
+        return _layout((gluon.TensorDescriptor.from_tensor(x, tile, shared),))
+
+    a, b = torch.empty(512, 3072, dtype=torch.bfloat16), torch.empty(4096, 12288, dtype=torch.bfloat16)
+    assert layout(a, [256, 64]) == layout(b, [256, 64])
+    assert layout(a, [256, 64]) != layout(a, [128, 64])
+    assert layout(a, [256, 64]) != layout(a.view(torch.float16), [256, 64])
+    assert layout(a, [256, 64]) != layout(a, [256, 64], gl.NVMMASharedLayout(swizzle_byte_width=64,
+                                                                             element_bitwidth=16, rank=2))
+
+
 def test_empty_launch_hooks_are_passed_as_none():
     """Triton 3.6's launch hooks are chains that are never None: an empty one must not cost a
     metadata dictionary and a Python call per launch, and a hooked one must still be called."""

@@ -1,20 +1,16 @@
-"""Gluon JIT code: the W4A16 GEMM on Hopper's wgmma, the weight decoded in registers as the MMA's A
-operand (``WgmmaConfig``).
+"""Gluon JIT code: the W4A16 GEMM on Hopper's wgmma, warp-specialized (``WgmmaConfig``).
 
-For M in the hundreds and up, two-pass writes and rereads a bf16 copy of the weight, which at
-M = 512 costs a third of cuBLAS's time, and cannot hide under cuBLAS, which fills the SMs
-(bench/NOTES.md, v37-v38). Here the weight never leaves registers: the MMA computes
-``y^T = W x^T`` with 64 weight rows a warpgroup as its M, x's BM rows as its N (read by wgmma from a
-cp.async ring in shared memory) and K in steps of 64 (four k16 MMAs), and the decode of step i + 1
-runs while step i's MMA runs.
-
-A's fragment gives the thread (g, t) of a warp, in each 16-K block, the element pairs (2t, 2t + 1)
-and (2t + 8, 2t + 9) of rows g and g + 8: byte t of each of the block's two int32 code words (element
-2j in the low nibble of byte j, as ModelOpt stores it). Each thread loads its rows' words and keeps
-byte t. ptxas serializes a wgmma whose register operand is written while it runs (C7513), so three
-steps make a trip and A lives in three register sets, and each wait leaves the MMA just issued
-running: the decode then runs beside it even where ptxas places it after the wait (bench/NOTES.md,
-v39).
+At M in the hundreds two-pass writes and rereads a bf16 copy of the weight, which at M = 512 costs a
+third of cuBLAS's time and cannot hide under cuBLAS (bench/NOTES.md, v37-v38). Decoding the weight
+inside the MMA warps left them waiting on their own loads and decode (v39-v42). Here each kind of
+work has warps of its own:
+- a loader warp brings x's tile and the weight's codes of each K step into a ring slot by TMA, as
+  soon as the consumer has released the slot;
+- a producer warpgroup decodes the codes (ModelOpt's layout as stored, element 2j in the low nibble
+  of byte j) with their E4M3 block scales into a bf16 A tile in shared memory;
+- the consumer warpgroup only issues wgmma on A and x's tile and releases each slot when the MMA
+  after it has been issued and its own is done.
+The MMA computes ``y^T = W x^T``: 64 weight rows as its M, x's BM rows as its N, K in steps of 64.
 
 Gluon is Triton's experimental lower-level language (``triton.experimental.gluon``, Triton 3.6):
 Triton's interpreter does not run it, so only a GPU checks this code (tests/test_gpu.py) and the
@@ -23,137 +19,139 @@ CPU tests compile it (tests/test_compile.py).
 
 from triton.experimental import gluon
 from triton.experimental.gluon import language as gl
-from triton.experimental.gluon.language.nvidia.ampere import async_copy
-from triton.experimental.gluon.language.nvidia.hopper import fence_async_shared, warpgroup_mma, warpgroup_mma_wait
+from triton.experimental.gluon.language.nvidia.hopper import (fence_async_shared, mbarrier, tma, warpgroup_mma,
+                                                              warpgroup_mma_wait)
 
 from ._gluon_bf16 import e4m3_pair_to_bf16, scaled_pairs
 from ._w4a16_gemm import gelu_tanh
 
 BLOCK_N = gl.constexpr(64)
-"""Weight rows a program: one warpgroup, 16 rows a warp."""
+"""Weight rows a program: the consumer warpgroup's MMA rows."""
 STEP = gl.constexpr(64)
 """K a step: 8 int32 code words and one int32 of 4 E4M3 scales a row."""
+PRODUCER_REGISTERS = gl.constexpr(104)
+"""Registers a producer thread keeps (the loader's warp keeps 24, the consumer the rest of ``maxnreg``'s
+share); on an H200, 88-120 made no difference (bench/NOTES.md, v43)."""
 
 
 @gluon.jit
-def _byte_pairs(byte):
-    """A code byte (bits 0-7 of a uint32) -> bf16x2 patterns worth ``e2m1 * 2**-126``, its low nibble in
-    the low half: the nibbles moved 16 bits apart, then one multiply writes a copy that places the
+def _pairs_of_byte(words, j: gl.constexpr, scale2):
+    """Byte j of each code word -> its elements 2j (low half) and 2j + 1 as bf16 patterns times the
+    block scale: the nibbles moved 16 bits apart, then one multiply writes a copy that places the
     signs (bits 15, 31) and one that places the magnitudes (from bits 6, 22); they do not overlap."""
-    alone = (byte * 0x1001) & 0x000F000F
-    return (alone * ((1 << 12) + (1 << 6))) & 0x81C081C0
+    alone = (((words >> (8 * j)) & 0xFF) * 0x1001) & 0x000F000F
+    return scaled_pairs((alone * ((1 << 12) + (1 << 6))) & 0x81C081C0, scale2)
 
 
 @gluon.jit
-def _raw_step(word_src, scale_src, step, steps):
-    """Step ``step``'s code words and scale words as uint32; zeros past the last step (an A of zeros)."""
-    words = gl.load(word_src + step * (STEP // 8), mask=step < steps, other=0).to(gl.uint32, bitcast=True)
-    return words, gl.load(scale_src + step, mask=step < steps, other=0).to(gl.uint32, bitcast=True)
-
-
-@gluon.jit
-def _decoded_step(words, scale_word, byte_shift, block_shift, a_layout: gl.constexpr):
-    """A step's A operand [64, 64] (bf16, ``e2m1 * e4m3 * 2**-7``) from its code words [n, t, block, half]
-    (each thread keeps byte t) and its rows' scale words (block b's scale in byte b)."""
-    # Blocks 2j and 2j + 1 convert together (the same input for both, which the compiler merges).
-    two = e4m3_pair_to_bf16((scale_word[:, None, None, None] >> (block_shift & 16)) & 0xFFFF)
-    scale2 = gl.where((block_shift & 8) == 0, (two & 0xFFFF) | (two << 16), (two >> 16) | (two & 0xFFFF0000))
-    pairs = scaled_pairs(_byte_pairs((words >> byte_shift) & 0xFF), scale2)
+def _as_bf16(pairs):
+    """uint32 pairs -> [.., 2] bf16, the low half first."""
     low = (pairs & 0xFFFF).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-    high = (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True)
-    # [n, t, block, half, s] -> K 16 block + 8 half + 2t + s
-    w = gl.permute(gl.join(low, high), [0, 2, 3, 1, 4])
-    return gl.convert_layout(gl.reshape(w, [BLOCK_N, STEP]), a_layout, assert_trivial=True)
+    return gl.join(low, (pairs >> 16).to(gl.uint16).to(gl.bfloat16, bitcast=True))
 
 
 @gluon.jit
-def _step(acc, prev, cur, words, scale_word, i, steps, x_ring, x_src, x_mask, word_src, scale_src, byte_shift,
-          block_shift, a_layout: gl.constexpr, STAGES: gl.constexpr):
-    """Step i: its MMA on A ``cur`` and x's slot, issued while step i - 1's (on ``prev``) may still run;
-    step i + 1's A decoded from its words (loaded a step ago) into registers of its own; step i + 2's
-    words loaded; then a wait that retires step i - 1's MMA and leaves step i's running.
-    Returns the sum, step i's and step i + 1's A, and step i + 2's words."""
-    async_copy.wait_group(STAGES - 3)  # this thread's copies of step i have landed
-    gl.thread_barrier()  # everyone's have, and every warp's MMA of step i - 2 is done
-    ahead = i + STAGES - 2  # into step i - 2's slot
-    async_copy.async_copy_global_to_shared(x_ring.index(ahead % STAGES),
-                                           x_src + gl.minimum(ahead, steps - 1) * STEP, mask=x_mask)
-    async_copy.commit_group()
-    fence_async_shared()  # the copies are generic-proxy writes; wgmma reads through the async proxy
-    token = warpgroup_mma(cur, x_ring.index(i % STAGES).permute((1, 0)), acc, is_async=True)
-    words_later, scale_later = _raw_step(word_src, scale_src, i + 2, steps)
-    following = _decoded_step(words, scale_word, byte_shift, block_shift, a_layout)
-    acc, prev, cur = warpgroup_mma_wait(1, deps=[token, prev, cur])
-    return acc, cur, following, words_later, scale_later
+def _loader(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K, n0, m0,
+            STAGES: gl.constexpr):
+    """One warp: step i's x tile and codes by TMA into slot i % STAGES, once the consumer has released it."""
+    for i in range(K // STEP):
+        slot = i % STAGES
+        mbarrier.wait(empty.index(slot), ((i // STAGES) & 1) ^ 1)  # a fresh barrier passes phase 1 at once
+        mbarrier.expect(x_ready.index(slot), x_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(x_desc, [m0, i * STEP], x_ready.index(slot), x_ring.index(slot))
+        mbarrier.expect(code_ready.index(slot), code_desc.block_type.nbytes)
+        tma.async_copy_global_to_shared(code_desc, [n0, i * (STEP // 8)], code_ready.index(slot),
+                                        code_ring.index(slot))
 
 
 @gluon.jit
-def w4a16_wgmma_kernel(words_ptr, scale_ptr, x_ptr, global_scale_ptr, bias_ptr, y_ptr, M, N, K, stride_xm,
-                       stride_ym, stride_yn, HAS_BIAS: gl.constexpr, GELU_TANH: gl.constexpr, BM: gl.constexpr,
+def _producer(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K, n0,
+              m0, STAGES: gl.constexpr):
+    """A warpgroup: once step i's codes have landed, decode them into its A slot and signal it ready. A
+    thread takes 16 bytes of a row's step (blocks 2c and 2c + 1). The scales, 4 bytes a row a step
+    (under TMA's 16-byte box), are loaded from global memory a step ahead."""
+    code_layout: gl.constexpr = gl.BlockedLayout([1, 4], [16, 2], [4, 1], [1, 0])  # [BLOCK_N, 8] words
+    rows = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, code_layout))
+    words_of_step = gl.arange(0, 8, layout=gl.SliceLayout(0, code_layout))
+    # Word w holds elements 8w .. 8w + 7 of the step, in block w // 2, whose scale is byte w // 2.
+    half_shift = 16 * (words_of_step // 4)[None, :]
+    high_block = (((words_of_step // 2) % 2) == 1)[None, :]
+    scale_src = scale_ptr + (n0 + rows) * (K // 64)
+    steps = K // STEP
+    scale_next = gl.load(scale_src)
+    for i in range(steps):
+        scale_word = scale_next.to(gl.uint32, bitcast=True)
+        scale_next = gl.load(scale_src + gl.minimum(i + 1, steps - 1))
+        slot = i % STAGES
+        mbarrier.wait(code_ready.index(slot), (i // STAGES) & 1)
+        words = code_ring.index(slot).load(code_layout).to(gl.uint32, bitcast=True)
+        two = e4m3_pair_to_bf16((scale_word[:, None] >> half_shift) & 0xFFFF)  # blocks 2c, 2c + 1
+        scale2 = gl.where(high_block, (two >> 16) | (two & 0xFFFF0000), (two & 0xFFFF) | (two << 16))
+        e01 = gl.join(_as_bf16(_pairs_of_byte(words, 0, scale2)), _as_bf16(_pairs_of_byte(words, 1, scale2)))
+        e23 = gl.join(_as_bf16(_pairs_of_byte(words, 2, scale2)), _as_bf16(_pairs_of_byte(words, 3, scale2)))
+        # [n, word, s, j0, j1] -> K 8 word + 2 (2 j1 + j0) + s
+        a_ring.index(slot).store(gl.reshape(gl.permute(gl.join(e01, e23), [0, 1, 4, 3, 2]), [BLOCK_N, STEP]))
+        # The stores are generic-proxy writes that wgmma reads through the async proxy; the fence also
+        # orders this step's code loads before the TMA that refills the slot.
+        fence_async_shared()
+        mbarrier.arrive(a_ready.index(slot), count=1)
+
+
+@gluon.jit
+def _consumer(x_ring, a_ring, x_ready, a_ready, empty, K, BM: gl.constexpr, STAGES: gl.constexpr):
+    """A warpgroup: wgmma on each slot once x and A are in; slot i - 1 is released once step i's MMA is
+    issued and i - 1's is done. Returns the sum, ``(x W^T)^T`` over all of K (a 1-tuple)."""
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BM, 16])
+    acc = gl.zeros([BLOCK_N, BM], gl.float32, layout=mma)
+    for i in range(K // STEP):
+        slot = i % STAGES
+        phase = (i // STAGES) & 1
+        mbarrier.wait(x_ready.index(slot), phase)
+        mbarrier.wait(a_ready.index(slot), phase)
+        acc = warpgroup_mma(a_ring.index(slot), x_ring.index(slot).permute((1, 0)), acc, is_async=True)
+        acc = warpgroup_mma_wait(1, deps=[acc])
+        mbarrier.arrive(empty.index((i + STAGES - 1) % STAGES), count=1, pred=i > 0)
+    return (warpgroup_mma_wait(0, deps=[acc]),)
+
+
+@gluon.jit
+def w4a16_wgmma_kernel(scale_ptr, x_desc, code_desc, global_scale_ptr, bias_ptr, y_ptr, M, N, K, stride_ym,
+                       stride_yn, HAS_BIAS: gl.constexpr, GELU_TANH: gl.constexpr, BM: gl.constexpr,
                        STAGES: gl.constexpr):
     """Program (n, m): weight rows ``64 n ..`` against x's rows ``BM m ..``, all of K; ``y[m, n] =
     act(x[m] . w[n] * global_scale + bias[n])`` in y's dtype.
 
-    Needs N a multiple of 64, K of 64, x 16-byte aligned with unit K stride and a row stride Triton
-    has specialized as a multiple of 16, STAGES >= 3 (one slot for the MMA in flight, one for the
-    step before it, one being filled)."""
-    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BM, 16])
-    a_layout: gl.constexpr = gl.DotOperandLayout(operand_index=0, parent=mma, k_width=2)
-    # A step's code words of a thread's rows, [n, t, block, half]: word 2 block + half of the row, the
-    # same for the four t of a quad (each keeps byte t).
-    words_layout: gl.constexpr = gl.DistributedLinearLayout(
-        reg_bases=[[0, 0, 0, 1], [0, 0, 1, 0], [0, 0, 2, 0], [8, 0, 0, 0]],
-        lane_bases=[[0, 1, 0, 0], [0, 2, 0, 0], [1, 0, 0, 0], [2, 0, 0, 0], [4, 0, 0, 0]],
-        warp_bases=[[16, 0, 0, 0], [32, 0, 0, 0]], block_bases=[], shape=[BLOCK_N, 4, 4, 2])
-    row_layout: gl.constexpr = gl.SliceLayout(1, gl.SliceLayout(2, gl.SliceLayout(3, words_layout)))
-    x_copy: gl.constexpr = gl.BlockedLayout(size_per_thread=[1, 8], threads_per_warp=[4, 8], warps_per_cta=[4, 1],
-                                            order=[1, 0])
-    x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BM, STEP], gl.NVMMASharedLayout(
-        swizzle_byte_width=128, element_bitwidth=16, rank=2))
+    ``x_desc``: TMA descriptor of x, [BM, 64] bf16 tiles (rows past M read as zeros). ``code_desc``:
+    of the codes as int32 words ``[N, K / 8]``, [64, 8] tiles. ``scale_ptr``: the E4M3 scales as int32
+    words ``[N, K / 64]``. Needs N a multiple of 64 and K of 64. Launched with 4 warps (the consumer),
+    plus the producer's 4 and the loader's one."""
+    x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BM, STEP], x_desc.layout)
+    code_ring = gl.allocate_shared_memory(gl.int32, [STAGES, BLOCK_N, STEP // 8], code_desc.layout)
+    a_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_N, STEP], x_desc.layout)
+    x_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    code_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    a_ready = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    empty = gl.allocate_shared_memory(gl.int64, [STAGES, 1], mbarrier.MBarrierLayout())
+    for s in gl.static_range(STAGES):
+        mbarrier.init(x_ready.index(s), count=1)
+        mbarrier.init(code_ready.index(s), count=1)
+        mbarrier.init(a_ready.index(s), count=1)
+        mbarrier.init(empty.index(s), count=1)
 
     n0 = gl.program_id(0) * BLOCK_N
     m0 = gl.program_id(1) * BM
-    rows = n0 + gl.arange(0, BLOCK_N, layout=row_layout)
-    ts = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(2, gl.SliceLayout(3, words_layout))))
-    blocks = gl.arange(0, 4, layout=gl.SliceLayout(0, gl.SliceLayout(1, gl.SliceLayout(3, words_layout))))
-    halves = gl.arange(0, 2, layout=gl.SliceLayout(0, gl.SliceLayout(1, gl.SliceLayout(2, words_layout))))
-    word_src = words_ptr + (rows[:, None, None, None] * (K // 8) + 0 * ts[None, :, None, None]
-                            + 2 * blocks[None, None, :, None] + halves[None, None, None, :])
-    byte_shift = 8 * ts[None, :, None, None]
-    block_shift = 8 * blocks[None, None, :, None]
-    scale_src = scale_ptr + rows * (K // 64)
-    x_rows = gl.arange(0, BM, layout=gl.SliceLayout(1, x_copy))
-    x_cols = gl.arange(0, STEP, layout=gl.SliceLayout(0, x_copy))
-    x_src = x_ptr + (m0 + x_rows)[:, None] * stride_xm + x_cols[None, :]
-    x_mask = ((m0 + x_rows) < M)[:, None] & (x_cols >= 0)[None, :]
+    acc, = gl.warp_specialize([
+        (_consumer, (x_ring, a_ring, x_ready, a_ready, empty, K, BM, STAGES)),
+        (_loader, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
+                   n0, m0, STAGES)),
+        (_producer, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
+                     n0, m0, STAGES)),
+    ], [1, 4], [24, PRODUCER_REGISTERS])
 
-    steps = K // STEP
-    for s in gl.static_range(STAGES - 2):
-        async_copy.async_copy_global_to_shared(x_ring.index(s), x_src + gl.minimum(s, steps - 1) * STEP, mask=x_mask)
-        async_copy.commit_group()
-    words, scale_word = _raw_step(word_src, scale_src, 0, steps)
-    cur = _decoded_step(words, scale_word, byte_shift, block_shift, a_layout)
-    prev = cur  # kept alive by the first wait, which has no MMA before it to retire
-    words, scale_word = _raw_step(word_src, scale_src, 1, steps)
-
-    acc = gl.zeros([BLOCK_N, BM], gl.float32, layout=mma)
-    # Three steps a trip (see the module docstring); the steps past the last have an A of zeros.
-    for i in range(0, steps, 3):
-        acc, prev, cur, words, scale_word = _step(acc, prev, cur, words, scale_word, i, steps, x_ring, x_src,
-                                                  x_mask, word_src, scale_src, byte_shift, block_shift, a_layout,
-                                                  STAGES)
-        acc, prev, cur, words, scale_word = _step(acc, prev, cur, words, scale_word, i + 1, steps, x_ring, x_src,
-                                                  x_mask, word_src, scale_src, byte_shift, block_shift, a_layout,
-                                                  STAGES)
-        acc, prev, cur, words, scale_word = _step(acc, prev, cur, words, scale_word, i + 2, steps, x_ring, x_src,
-                                                  x_mask, word_src, scale_src, byte_shift, block_shift, a_layout,
-                                                  STAGES)
-    acc = warpgroup_mma_wait(0, deps=[acc])
-    async_copy.wait_group(0)
-
+    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BM, 16])
     out_rows = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, mma))
     ms = m0 + gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
-    out = acc * (gl.load(global_scale_ptr) * 128.0)
+    out = acc * (gl.load(global_scale_ptr) * 128.0)  # the decode left out 2**-7
     if HAS_BIAS:
         out = out + gl.load(bias_ptr + out_rows).to(gl.float32)[:, None]
     if GELU_TANH:
