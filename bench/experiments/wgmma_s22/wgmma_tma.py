@@ -40,7 +40,7 @@ sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s22"))
 from wgmma_gemm import problem, run_for_profiler  # noqa: E402
 from wgmma_ws import BK, _as_bf16, _pairs_of_byte, _store_y, check_and_time  # noqa: E402
 
-from nvfp4_triton.kernels._w4a16_ring import _e4m3_pair_to_bf16  # noqa: E402
+from nvfp4_triton.kernels._gluon_bf16 import e4m3_pair_to_bf16 as _e4m3_pair_to_bf16  # noqa: E402
 
 X_SHARED = gl.NVMMASharedLayout(swizzle_byte_width=128, element_bitwidth=16, rank=2)
 CODE_SHARED = gl.NVMMASharedLayout(swizzle_byte_width=32, element_bitwidth=32, rank=2)
@@ -221,8 +221,9 @@ def versus_library() -> None:
     configs, each twice in turn, with ratios to cuBLAS."""
     import torch.nn.functional as F
 
-    from nvfp4_triton import nvfp4_linear
+    from nvfp4_triton import gemm, nvfp4_linear
     from nvfp4_triton.autotune import benchmark_ms
+    from nvfp4_triton.tiling import describe
     for m, n, k in [(512, 3072, 3072), (512, 12288, 3072), (512, 3072, 12288), (4096, 3072, 3072)]:
         q, x, ref, dense = problem(m, n, k)
         calls = {"cuBLAS": lambda: F.linear(x, dense), "library": lambda: nvfp4_linear(x, q),
@@ -236,8 +237,11 @@ def versus_library() -> None:
             for name, fn in calls.items():
                 times[name].append(1e3 * benchmark_ms(fn))
         base = min(times["cuBLAS"])
+        chosen = gemm.tuner.lookup((x.device.index, x.dtype, gemm.m_bucket(m), n, k, False))  # key: no bias
+        chosen = describe(chosen) if chosen is not None else "not found"
         print(f"({m}, {n}, {k}): "
-              + ", ".join(f"{name} {min(t):.1f} us ({base / min(t):.3f})" for name, t in times.items()), flush=True)
+              + ", ".join(f"{name} {min(t):.1f} us ({base / min(t):.3f})" for name, t in times.items())
+              + f"; the library's choice: {chosen}", flush=True)
 
 
 if __name__ == "__main__":

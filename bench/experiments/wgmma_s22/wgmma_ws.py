@@ -46,7 +46,8 @@ sys.path.insert(0, str(ROOT / "bench" / "experiments" / "wgmma_s21"))
 
 from wgmma_gemm import problem, run_for_profiler  # noqa: E402
 
-from nvfp4_triton.kernels._w4a16_ring import _e4m3_pair_to_bf16, _scaled  # noqa: E402
+from nvfp4_triton.kernels._gluon_bf16 import e4m3_pair_to_bf16 as _e4m3_pair_to_bf16  # noqa: E402
+from nvfp4_triton.kernels._gluon_bf16 import scaled_pairs as _scaled  # noqa: E402
 
 BK = gl.constexpr(64)  # K a step: 8 code words and one scale word (4 E4M3 bytes) a row
 
