@@ -86,7 +86,7 @@ H200's 132 SMs with enough loads in flight."""
 
 
 _WGMMA = [WgmmaConfig(256, 4), WgmmaConfig(256, 5)]
-"""wgmma kernel configs, from M bucket 64 on Hopper (``wgmma.offered``). On an H200 (bench/NOTES.md,
+"""wgmma kernel configs, at M buckets 64-1024 on Hopper (``wgmma.offered``). On an H200 (bench/NOTES.md,
 v43) 256 rows of x took 0.59-0.70x of cuBLAS's time at M = 512 and 4096, 128 rows 0.40-0.53x, and 3
 stages were 15-20% slower than 4-5."""
 

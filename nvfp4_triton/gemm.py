@@ -3,7 +3,7 @@
 Per shape, a tuner (``autotune``) picks a strategy and its config:
 - W4A16 (``w4a16_gemm``): the fused kernel (``TileConfig``), at M <= 4 the GEMV kernel
   (``GemvConfig``), at M <= 22 on Ada and Hopper the ring kernel (``RingConfig``, see ``ring``), from
-  M = 46 on Hopper the wgmma kernel (``WgmmaConfig``, see ``wgmma``), or two-pass, dequantize into
+  M = 46-1448 on Hopper the wgmma kernel (``WgmmaConfig``, see ``wgmma``), or two-pass, dequantize into
   the scratch buffer then cuBLAS (``TwoPassConfig``). The fused kernel, the GEMV and the ring kernel
   may split K across programs where the weight has too few output rows to fill the GPU (the last
   program of each output tile sums the slices);

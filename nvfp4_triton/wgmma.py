@@ -3,8 +3,8 @@
 The kernel is written in Gluon, Triton's experimental lower-level language, as Triton 3.6 has it;
 where this Triton lacks that API the strategy is not offered. It multiplies on Hopper's
 warpgroup MMA (wgmma) and reads x and the codes by TMA, which only sm_90 has among the GPUs it
-serves, and takes bf16 activations. The tuner times it beside the other strategies from M bucket 64
-up (``offered``); ``gemm`` launches it.
+serves, and takes bf16 activations. The tuner times it beside the other strategies at M buckets
+64-1024 (``offered``); ``gemm`` launches it.
 """
 
 from __future__ import annotations
@@ -27,6 +27,10 @@ except ImportError:  # no Gluon, or another version of its API
 MIN_BUCKET = 64
 """Smallest M bucket the tuner times the wgmma kernel for (M >= 46). Below it a program's x rows would
 mostly be padding: the kernel's x tile is 128 or 256 rows."""
+MAX_BUCKET = 1024
+"""Largest M bucket the tuner times it for (M <= 1448). On an H200 it took 0.68-0.71x of cuBLAS's time
+at M = 4096, where two-pass takes 0.93 (bench/NOTES.md, v43), so the compiles and timings beyond are
+left out of tuning and prewarm."""
 
 
 def device_problem(device: torch.device) -> str:
@@ -51,7 +55,7 @@ def problem(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device) ->
 
 def offered(bucket: int, n: int, k: int, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether the tuner times the wgmma kernel for a key (M bucket ``bucket``)."""
-    return bucket >= MIN_BUCKET and not problem(bucket, n, k, dtype, device)
+    return MIN_BUCKET <= bucket <= MAX_BUCKET and not problem(bucket, n, k, dtype, device)
 
 
 def registers(block_m: int) -> int:

@@ -151,14 +151,15 @@ def test_the_ring_kernel_is_timed_only_where_it_can_run(monkeypatch):
 
 
 def test_the_wgmma_kernel_is_timed_only_where_it_can_run(monkeypatch):
-    """Offered from M bucket 64, for N a multiple of 64, K of 64 and bf16 x, where the device (Hopper)
+    """Offered at M buckets 64-1024, for N a multiple of 64, K of 64 and bf16 x, where the device (Hopper)
     and Triton allow (faked here)."""
     assert not any(isinstance(c, WgmmaConfig) for c in candidate_configs(512, 3072, 3072, 228 * 1024))  # no GPU
     monkeypatch.setattr(wgmma, "device_problem", lambda device: "")
     assert {describe(c) for c in candidate_configs(512, 3072, 3072, 228 * 1024) if isinstance(c, WgmmaConfig)} \
         == {"wgmma 256 s4", "wgmma 256 s5"}
     assert any(isinstance(c, WgmmaConfig) for c in candidate_configs(64, 3072, 4160, 228 * 1024))
-    for bucket, n, k, dtype in [(32, 3072, 3072, torch.bfloat16), (512, 3000, 3072, torch.bfloat16),
+    for bucket, n, k, dtype in [(32, 3072, 3072, torch.bfloat16), (2048, 3072, 3072, torch.bfloat16),
+                                (512, 3000, 3072, torch.bfloat16),
                                 (512, 3072, 3000, torch.bfloat16), (512, 3072, 3072, torch.float16)]:
         assert not any(isinstance(c, WgmmaConfig) for c in candidate_configs(bucket, n, k, 228 * 1024, dtype))
 
