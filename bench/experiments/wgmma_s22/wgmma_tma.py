@@ -237,7 +237,7 @@ def versus_library() -> None:
             for name, fn in calls.items():
                 times[name].append(1e3 * benchmark_ms(fn))
         base = min(times["cuBLAS"])
-        chosen = gemm.tuner.lookup((x.device.index, x.dtype, gemm.m_bucket(m), n, k, False))  # key: no bias
+        chosen = gemm.tuner.lookup(gemm.tuning_key(x.device, x.dtype, m, n, k, False))  # no bias
         chosen = describe(chosen) if chosen is not None else "not found"
         print(f"({m}, {n}, {k}): "
               + ", ".join(f"{name} {min(t):.1f} us ({base / min(t):.3f})" for name, t in times.items())
