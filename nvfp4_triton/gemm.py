@@ -440,7 +440,7 @@ def _bind_ring(cfg: RingConfig, x: torch.Tensor, packed: torch.Tensor, scale_bit
 
     def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         y = _output(x, n, out)
-        x = _aligned_rows(x)
+        x = _aligned_rows(x, 16)
         partial, counters = _split_buffers(split, m, n, grid[0], y, fresh=False)
         _ring_kernel(grid, words, scales, x, global_scale, bias if bias is not None else y, y, partial, counters,
                      m, n, k, k_per_split, x.stride(0), y.stride(0), y.stride(1), **options)
@@ -453,11 +453,12 @@ def _gluon_problem(problem: str) -> str:
     return problem or ("Triton's interpreter does not run Gluon" if interpreter_active() else "")
 
 
-def _aligned_rows(x: torch.Tensor) -> torch.Tensor:
-    """x itself, or a contiguous copy where its rows could not be copied 16 bytes at a time: cp.async
-    (the ring kernel) needs a row stride Triton has specialized as a multiple of 16 elements, TMA (the
-    wgmma kernel) 16-byte aligned rows."""
-    if x.stride(1) != 1 or x.stride(0) % 16 or x.data_ptr() % 16:
+def _aligned_rows(x: torch.Tensor, multiple: int) -> torch.Tensor:
+    """x itself, or a contiguous copy where its rows could not be read 16 bytes at a time: unit K stride,
+    a 16-byte aligned start, and a row stride that is a multiple of ``multiple`` elements. cp.async (the
+    ring kernel) needs 16 (the multiple Triton specializes a stride on), TMA (the wgmma kernel) 16-byte
+    rows, 8 bf16."""
+    if x.stride(1) != 1 or x.stride(0) % multiple or x.data_ptr() % 16:
         return x.clone(memory_format=torch.contiguous_format)
     return x
 
@@ -481,7 +482,7 @@ def _bind_wgmma(cfg: WgmmaConfig, x: torch.Tensor, packed: torch.Tensor, scale_b
 
     def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         y = _output(x, n, out)
-        x_tiles = wgmma.x_descriptor(_aligned_rows(x), cfg.block_m)
+        x_tiles = wgmma.x_descriptor(_aligned_rows(x, 8), cfg.block_m)
         _wgmma_kernel(grid, scales, x_tiles, codes, global_scale, bias if bias is not None else y, y, m, n, k,
                       y.stride(0), y.stride(1), **options)
         return y

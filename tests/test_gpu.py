@@ -633,16 +633,16 @@ def test_wgmma_configs_match_reference(m, block_m, stages):
     assert_matches_reference(y, x, w, bias, gelu=gelu)
 
 
-@pytest.mark.parametrize("m, n, k", [(512, 3072, 3072), (512, 3072, 12288), (4608, 3072, 3072)])
-def test_wgmma_at_flux_sizes_and_any_x_layout(m, n, k):
-    """FLUX shapes, x with padded rows (copied: its row stride is not a multiple of 16 elements) and y
-    transposed."""
+@pytest.mark.parametrize("m, n, k, pad", [(512, 3072, 3072, 8), (512, 3072, 12288, 8), (4608, 3072, 3072, 4)])
+def test_wgmma_at_flux_sizes_and_any_x_layout(m, n, k, pad):
+    """FLUX shapes, x with padded rows (K + 8: read in place by TMA; K + 4: copied, its rows are not
+    16-byte aligned) and y transposed."""
     from nvfp4_triton.gemm import w4a16_gemm
     from nvfp4_triton.tiling import WgmmaConfig
 
     _wgmma_or_skip()
     q = _weight(n, k, seed=m + 5)
-    x = torch.randn(m, k + 8, device="cuda", dtype=torch.bfloat16)[:, :k]
+    x = torch.randn(m, k + pad, device="cuda", dtype=torch.bfloat16)[:, :k]
     out = torch.full((n, m), float("nan"), device="cuda", dtype=torch.bfloat16).t()
     y = w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, None, config=WgmmaConfig(256, 4), out=out)
     assert y.data_ptr() == out.data_ptr()

@@ -293,3 +293,18 @@ def test_the_wgmma_config_where_it_cannot_run_says_why(problem, match):
     x, q, bias = _problem(5, (m,), n, k, dtype, True, device)
     with pytest.raises(ValueError, match=f"wgmma 256 s4 cannot run here: .*{match}"):
         w4a16_gemm(x, q.packed, q.block_scale, q.global_scale, bias, config=WgmmaConfig())
+
+
+@pytest.mark.parametrize("pad, multiple, in_place", [(0, 16, True), (16, 16, True), (8, 16, False), (8, 8, True),
+                                                     (4, 8, False)])
+def test_gluon_kernels_read_x_in_place_where_its_rows_are_aligned(pad, multiple, in_place):
+    """The Gluon kernels copy 16 bytes at a time, so x is copied unless its rows allow that; a row
+    stride of K + 8 suits TMA (16-byte rows, the wgmma kernel) but not cp.async (the ring kernel's
+    16-element multiple), and an x read in place saves a copy on every call."""
+    from nvfp4_triton.gemm import _aligned_rows
+
+    x = torch.randn(5, 256 + pad, dtype=torch.bfloat16)[:, :256]
+    kept = _aligned_rows(x, multiple)
+    assert (kept.data_ptr() == x.data_ptr()) == in_place
+    assert torch.equal(kept, x) and kept.stride(1) == 1 and kept.stride(0) % multiple == 0
+    assert _aligned_rows(x.t().contiguous().t(), multiple).is_contiguous()
