@@ -1,4 +1,5 @@
-"""For the GPU (written in session 22, not yet run): what the captured memset of split-K counters costs.
+"""For the GPU (written in session 22, run in session 23: 1.2-1.5 us a best split config, bench/RESULTS.md):
+what the captured memset of split-K counters costs.
 
 v28 (bench/NOTES.md) left a suspicion unmeasured: under CUDA-graph capture each split call takes
 new zeroed counters (``scratch.tile_counters``), so every replay runs a memset node before the

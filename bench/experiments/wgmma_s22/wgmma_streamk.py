@@ -1,4 +1,5 @@
-"""Session 22, v44 (written and compiled on the CPU for sm_90; NOT YET RUN on a GPU): v43
+"""Session 22, v44 (written and compiled on the CPU for sm_90; run in session 23, correct but 1.5-1.7x
+slower than v43, see bench/NOTES.md and ``wgmma_s23/``): v43
 (``wgmma_tma.py``) on a persistent stream-K grid, one program an SM, each walking an equal range of
 (tile, K step) iterations, so that every SM works at M = 512.
 
