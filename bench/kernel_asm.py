@@ -89,8 +89,8 @@ def _wgmma(m, n, k, cfg):
                 code_desc=mangle_type(wgmma.code_descriptor(words)), global_scale_ptr="*fp32", bias_ptr="*bf16",
                 y_ptr="*bf16", M=m, N=n, K=k, stride_ym=n, stride_yn=1, HAS_BIAS=True, GELU_TANH=False, BM=bm,
                 STAGES=stages)
-    args["maxnreg"] = wgmma.registers(bm)  # a launch option, which compile_kernel takes from args
-    return w4a16_wgmma_kernel, args, 4, 1, wgmma.BLOCK_N * wgmma.STEP  # the consumer's loop: one step
+    args["maxnreg"] = wgmma.REGISTERS  # a launch option, which compile_kernel takes from args
+    return w4a16_wgmma_kernel, args, 8, 1, wgmma.BLOCK_N * wgmma.STEP  # the consumers' loop: one step
 
 
 def _dequant(out_type):

@@ -477,8 +477,8 @@ def _bind_wgmma(cfg: WgmmaConfig, x: torch.Tensor, packed: torch.Tensor, scale_b
     grid = (n // wgmma.BLOCK_N, cdiv(m, cfg.block_m))
     codes = wgmma.code_descriptor(_word_view(packed, torch.int32))
     scales = _word_view(scale_bits, torch.int32)
-    options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, BM=cfg.block_m, STAGES=cfg.num_stages, num_warps=4,
-                   maxnreg=wgmma.registers(cfg.block_m))
+    options = dict(HAS_BIAS=bias is not None, GELU_TANH=gelu, BM=cfg.block_m, STAGES=cfg.num_stages, num_warps=8,
+                   maxnreg=wgmma.REGISTERS)
 
     def run(x: torch.Tensor, out: torch.Tensor | None) -> torch.Tensor:
         y = _output(x, n, out)

@@ -33,6 +33,13 @@ at M = 4096, where two-pass takes 0.93 (bench/NOTES.md, v43), so the compiles an
 left out of tuning and prewarm."""
 
 
+REGISTERS = 96
+"""Registers a thread the kernel is launched with (``maxnreg``), which its partitions then share out:
+the launch has 20 warps (the two consumers' warpgroups, the two producers' and the loader's warp,
+which takes a warpgroup's place), so 96 is the most that fits an SM's 64K registers. The consumers
+get 136 each, of which the sum takes BM / 4."""
+
+
 def device_problem(device: torch.device) -> str:
     """Why the kernel cannot run on ``device`` with this Triton; "" if it can. It needs Gluon as
     Triton 3.6 has it, and a Hopper GPU (compute capability 9.0: wgmma)."""
@@ -56,14 +63,6 @@ def problem(m: int, n: int, k: int, dtype: torch.dtype, device: torch.device) ->
 def offered(bucket: int, n: int, k: int, dtype: torch.dtype, device: torch.device) -> bool:
     """Whether the tuner times the wgmma kernel for a key (M bucket ``bucket``)."""
     return MIN_BUCKET <= bucket <= MAX_BUCKET and not problem(bucket, n, k, dtype, device)
-
-
-def registers(block_m: int) -> int:
-    """Registers a thread the kernel is launched with (``maxnreg``), which its partitions then share
-    out: the consumer's sum alone takes ``block_m / 2``. The launch has 12 warps (the consumer's and
-    the producer's warpgroups, and the loader's warp in a third), so 168 is the most that fits an
-    SM's 64K registers."""
-    return 168 if block_m == 256 else 128
 
 
 def x_descriptor(x: torch.Tensor, block_m: int) -> TensorDescriptor:

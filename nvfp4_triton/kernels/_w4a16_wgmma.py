@@ -6,10 +6,13 @@ inside the MMA warps left them waiting on their own loads and decode (v39-v42). 
 work has warps of its own:
 - a loader warp brings x's tile and the weight's codes of each K step into a ring slot by TMA, as
   soon as the consumer has released the slot;
-- a producer warpgroup decodes the codes (ModelOpt's layout as stored, element 2j in the low nibble
-  of byte j) with their E4M3 block scales into a bf16 A tile in shared memory;
-- the consumer warpgroup only issues wgmma on A and x's tile and releases each slot when the MMA
-  after it has been issued and its own is done.
+- two producer warpgroups, one the even steps and one the odd, decode the codes (ModelOpt's layout
+  as stored, element 2j in the low nibble of byte j) with their E4M3 block scales into a bf16 A tile
+  in shared memory. The decode sets the pace, and with one producer warp a scheduler its chain of
+  dependent instructions was left exposed (bench/NOTES.md, v47-v48);
+- two consumer warpgroups, each on half of x's tile, only issue wgmma on A and x's tile and release
+  each slot when the MMA after it has been issued and its own is done. Split in two, each sum takes
+  half the registers, which is what makes room for the second producer.
 The MMA computes ``y^T = W x^T``: 64 weight rows as its M, x's BM rows as its N, K in steps of 64.
 
 Gluon is Triton's experimental lower-level language (``triton.experimental.gluon``, Triton 3.6):
@@ -29,9 +32,9 @@ BLOCK_N = gl.constexpr(64)
 """Weight rows a program: the consumer warpgroup's MMA rows."""
 STEP = gl.constexpr(64)
 """K a step: 8 int32 code words and one int32 of 4 E4M3 scales a row."""
-PRODUCER_REGISTERS = gl.constexpr(104)
-"""Registers a producer thread keeps (the loader's warp keeps 24, the consumer the rest of ``maxnreg``'s
-share); on an H200, 88-120 made no difference (bench/NOTES.md, v43)."""
+PRODUCER_REGISTERS = gl.constexpr(88)
+"""Registers a producer thread keeps (the loader's warp keeps 24, the consumers the rest of
+``maxnreg``'s share); on an H200, 80-120 made little difference (bench/NOTES.md, v43, v48)."""
 
 
 @gluon.jit
@@ -66,10 +69,11 @@ def _loader(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, co
 
 @gluon.jit
 def _producer(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K, n0,
-              m0, STAGES: gl.constexpr):
-    """A warpgroup: once step i's codes have landed, decode them into its A slot and signal it ready. A
-    thread takes 16 bytes of a row's step (blocks 2c and 2c + 1). The scales, 4 bytes a row a step
-    (under TMA's 16-byte box), are loaded from global memory a step ahead."""
+              m0, STAGES: gl.constexpr, FIRST: gl.constexpr):
+    """A warpgroup, steps FIRST, FIRST + 2, ..: once step i's codes have landed, decode them into its A
+    slot and signal it ready. A thread takes 16 bytes of a row's step (blocks 2c and 2c + 1). The
+    scales, 4 bytes a row a step (under TMA's 16-byte box), are loaded from global memory one of its
+    steps ahead."""
     code_layout: gl.constexpr = gl.BlockedLayout([1, 4], [16, 2], [4, 1], [1, 0])  # [BLOCK_N, 8] words
     rows = gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, code_layout))
     words_of_step = gl.arange(0, 8, layout=gl.SliceLayout(0, code_layout))
@@ -78,10 +82,10 @@ def _producer(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, 
     high_block = (((words_of_step // 2) % 2) == 1)[None, :]
     scale_src = scale_ptr + (n0 + rows) * (K // 64)
     steps = K // STEP
-    scale_next = gl.load(scale_src)
-    for i in range(steps):
+    scale_next = gl.load(scale_src + gl.minimum(FIRST, steps - 1))
+    for i in range(FIRST, steps, 2):
         scale_word = scale_next.to(gl.uint32, bitcast=True)
-        scale_next = gl.load(scale_src + gl.minimum(i + 1, steps - 1))
+        scale_next = gl.load(scale_src + gl.minimum(i + 2, steps - 1))
         slot = i % STAGES
         mbarrier.wait(code_ready.index(slot), (i // STAGES) & 1)
         words = code_ring.index(slot).load(code_layout).to(gl.uint32, bitcast=True)
@@ -97,12 +101,17 @@ def _producer(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, 
         mbarrier.arrive(a_ready.index(slot), count=1)
 
 
+@gluon.constexpr_function
+def _sum_layout(bm):
+    """The consumers' sum ``[64, BM]``: two warpgroups side by side, BM / 2 of x's rows each."""
+    return gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 2], instr_shape=[16, bm // 2, 16])
+
+
 @gluon.jit
 def _consumer(x_ring, a_ring, x_ready, a_ready, empty, K, BM: gl.constexpr, STAGES: gl.constexpr):
-    """A warpgroup: wgmma on each slot once x and A are in; slot i - 1 is released once step i's MMA is
-    issued and i - 1's is done. Returns the sum, ``(x W^T)^T`` over all of K (a 1-tuple)."""
-    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BM, 16])
-    acc = gl.zeros([BLOCK_N, BM], gl.float32, layout=mma)
+    """Two warpgroups: wgmma on each slot once x and A are in; slot i - 1 is released once step i's MMA
+    is issued and i - 1's is done. Returns the sum, ``(x W^T)^T`` over all of K (a 1-tuple)."""
+    acc = gl.zeros([BLOCK_N, BM], gl.float32, layout=_sum_layout(BM))
     for i in range(K // STEP):
         slot = i % STAGES
         phase = (i // STAGES) & 1
@@ -123,8 +132,8 @@ def w4a16_wgmma_kernel(scale_ptr, x_desc, code_desc, global_scale_ptr, bias_ptr,
 
     ``x_desc``: TMA descriptor of x, [BM, 64] bf16 tiles (rows past M read as zeros). ``code_desc``:
     of the codes as int32 words ``[N, K / 8]``, [64, 8] tiles. ``scale_ptr``: the E4M3 scales as int32
-    words ``[N, K / 64]``. Needs N a multiple of 64 and K of 64. Launched with 4 warps (the consumer),
-    plus the producer's 4 and the loader's one."""
+    words ``[N, K / 64]``. Needs N a multiple of 64 and K of 64. Launched with 8 warps (the consumers),
+    plus the producers' 4 each and the loader's one (a warpgroup's worth of registers)."""
     x_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BM, STEP], x_desc.layout)
     code_ring = gl.allocate_shared_memory(gl.int32, [STAGES, BLOCK_N, STEP // 8], code_desc.layout)
     a_ring = gl.allocate_shared_memory(gl.bfloat16, [STAGES, BLOCK_N, STEP], x_desc.layout)
@@ -145,12 +154,13 @@ def w4a16_wgmma_kernel(scale_ptr, x_desc, code_desc, global_scale_ptr, bias_ptr,
         (_loader, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
                    n0, m0, STAGES)),
         (_producer, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
-                     n0, m0, STAGES)),
-    ], [1, 4], [24, PRODUCER_REGISTERS])
+                     n0, m0, STAGES, 0)),
+        (_producer, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
+                     n0, m0, STAGES, 1)),
+    ], [1, 4, 4], [24, PRODUCER_REGISTERS, PRODUCER_REGISTERS])
 
-    mma: gl.constexpr = gl.NVMMADistributedLayout(version=[3, 0], warps_per_cta=[4, 1], instr_shape=[16, BM, 16])
-    out_rows = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, mma))
-    ms = m0 + gl.arange(0, BM, layout=gl.SliceLayout(0, mma))
+    out_rows = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, _sum_layout(BM)))
+    ms = m0 + gl.arange(0, BM, layout=gl.SliceLayout(0, _sum_layout(BM)))
     out = acc * (gl.load(global_scale_ptr) * 128.0)  # the decode left out 2**-7
     if HAS_BIAS:
         out = out + gl.load(bias_ptr + out_rows).to(gl.float32)[:, None]
