@@ -28,9 +28,9 @@ MIN_BUCKET = 64
 """Smallest M bucket the tuner times the wgmma kernel for (M >= 46). Below it a program's x rows would
 mostly be padding: the kernel's x tile is 128 or 256 rows."""
 MAX_BUCKET = 1024
-"""Largest M bucket the tuner times it for (M <= 1448). On an H200 it took 0.68-0.71x of cuBLAS's time
-at M = 4096, where two-pass takes 0.93 (bench/NOTES.md, v43), so the compiles and timings beyond are
-left out of tuning and prewarm."""
+"""Largest M bucket the tuner times it for (M <= 1448). On an H200 it ran 0.68-0.71x of cuBLAS's speed
+at M = 4096 (0.71 with two producers), where two-pass runs 0.93 (bench/NOTES.md, v43, v48), so the
+compiles and timings beyond are left out of tuning and prewarm."""
 
 
 REGISTERS = 96
