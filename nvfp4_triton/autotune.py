@@ -86,9 +86,10 @@ H200's 132 SMs with enough loads in flight."""
 
 
 _WGMMA = [WgmmaConfig(256, 4), WgmmaConfig(256, 5)]
-"""wgmma kernel configs, at M buckets 64-1024 on Hopper (``wgmma.offered``). On an H200 (bench/NOTES.md,
-v43) 256 rows of x took 0.59-0.70x of cuBLAS's time at M = 512 and 4096, 128 rows 0.40-0.53x, and 3
-stages were 15-20% slower than 4-5."""
+"""wgmma kernel configs, at M buckets 64-1024 on Hopper (``wgmma.offered``). On an H200, with one
+producer warpgroup (bench/NOTES.md, v43), 256 rows of x ran 0.59-0.70x of cuBLAS's speed at M = 512
+and 4096, 128 rows 0.40-0.53x, and 3 stages were 15-20% slower than 4-5; with two producers (v48,
+the kernel now) only 256 rows were timed, and 4 and 5 stages came within 5% of each other."""
 
 _RING = [RingConfig(64, 4, 2)]
 """Ring kernel config (64 rows a program, 4 warps, a 2-trip ring), also split in K (``_SPLITS``). On an

@@ -24,15 +24,22 @@ MIN_TRITON = (3, 6)
 """The Gluon API the kernel is written against."""
 
 
-def triton_version() -> tuple[int, ...]:
+def _triton_version() -> tuple[int, ...]:
     return tuple(int(part) for part in triton.__version__.split(".")[:2] if part.isdigit())
+
+
+def gluon_problem(kernel) -> str:
+    """Why a Gluon ``kernel`` (None where its import failed) cannot run with this Triton; "" if it can."""
+    if kernel is None or _triton_version() < MIN_TRITON:
+        return f"it needs Gluon as Triton {'.'.join(map(str, MIN_TRITON))} has it (this is Triton {triton.__version__})"
+    return ""
 
 
 def device_problem(device: torch.device) -> str:
     """Why the kernel cannot run on ``device`` with this Triton; "" if it can. It needs Gluon as
     Triton 3.6 has it, and a CUDA GPU of compute capability 8.9 or newer."""
-    if w4a16_ring_kernel is None or triton_version() < MIN_TRITON:
-        return f"it needs Gluon as Triton {'.'.join(map(str, MIN_TRITON))} has it (this is Triton {triton.__version__})"
+    if problem := gluon_problem(w4a16_ring_kernel):
+        return problem
     if device.type != "cuda" or not torch.cuda.is_available() or torch.cuda.get_device_capability(device) < (8, 9):
         return f"it needs a CUDA GPU of compute capability 8.9 or newer (x is on {device})"
     return ""

@@ -6,7 +6,7 @@ Strategies, chosen per shape by autotuning:
 - ``RingConfig`` (up to 22 activation rows): the ring kernel (Gluon, mma.sync, a cp.async ring in
   shared memory; ``ring``);
 - ``WgmmaConfig`` (from 46 activation rows, Hopper): the wgmma kernel (Gluon, warp-specialized: TMA
-  loads, a warpgroup decoding the weight into shared memory, one issuing the MMAs; ``wgmma``);
+  loads, two warpgroups decoding the weight into shared memory, two issuing the MMAs; ``wgmma``);
 - ``TwoPassConfig``: dequantize the whole weight into a scratch buffer, then cuBLAS;
 - ``Fp8Config`` (``activation="fp8"`` only): dequantize to E4M3 into the scratch buffer, quantize
   the activations per token, then cuBLAS's FP8 GEMM (``torch._scaled_mm``).
@@ -111,7 +111,8 @@ class RingConfig:
 
 @dataclass(frozen=True)
 class WgmmaConfig:
-    """The wgmma kernel (``kernels._w4a16_wgmma``): x rows a program (block_m, 128 or 256: the MMA's N)
+    """The wgmma kernel (``kernels._w4a16_wgmma``): x rows a program (block_m, 128 or 256: half each for
+    the two consumers' MMAs)
     and the slots of its shared-memory ring (num_stages, >= 2), each a step of 64 K: x's tile, the
     codes and the decoded weight tile, ``(block_m + 80) * 128`` bytes, 227 KB in all at most."""
 

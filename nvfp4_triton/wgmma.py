@@ -43,8 +43,8 @@ get 136 each, of which the sum takes BM / 4."""
 def device_problem(device: torch.device) -> str:
     """Why the kernel cannot run on ``device`` with this Triton; "" if it can. It needs Gluon as
     Triton 3.6 has it, and a Hopper GPU (compute capability 9.0: wgmma)."""
-    if w4a16_wgmma_kernel is None or ring.triton_version() < ring.MIN_TRITON:
-        return "it needs Gluon as Triton 3.6 has it"
+    if problem := ring.gluon_problem(w4a16_wgmma_kernel):
+        return problem
     if device.type != "cuda" or not torch.cuda.is_available() or torch.cuda.get_device_capability(device) != (9, 0):
         return f"it needs a Hopper GPU, compute capability 9.0 (x is on {device})"
     return ""

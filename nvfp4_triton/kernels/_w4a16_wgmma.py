@@ -13,7 +13,8 @@ work has warps of its own:
 - two consumer warpgroups, each on half of x's tile, only issue wgmma on A and x's tile and release
   each slot when the MMA after it has been issued and its own is done. Split in two, each sum takes
   half the registers, which is what makes room for the second producer.
-The MMA computes ``y^T = W x^T``: 64 weight rows as its M, x's BM rows as its N, K in steps of 64.
+The MMAs compute ``y^T = W x^T``: 64 weight rows as their M, half of x's BM rows each as their N, K
+in steps of 64.
 
 Gluon is Triton's experimental lower-level language (``triton.experimental.gluon``, Triton 3.6):
 Triton's interpreter does not run it, so only a GPU checks this code (tests/test_gpu.py) and the
@@ -29,7 +30,7 @@ from ._gluon_bf16 import e4m3_pair_to_bf16, scaled_pairs
 from ._w4a16_gemm import gelu_tanh
 
 BLOCK_N = gl.constexpr(64)
-"""Weight rows a program: the consumer warpgroup's MMA rows."""
+"""Weight rows a program: the MMA rows of each consumer warpgroup."""
 STEP = gl.constexpr(64)
 """K a step: 8 int32 code words and one int32 of 4 E4M3 scales a row."""
 PRODUCER_REGISTERS = gl.constexpr(88)
@@ -54,8 +55,7 @@ def _as_bf16(pairs):
 
 
 @gluon.jit
-def _loader(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K, n0, m0,
-            STAGES: gl.constexpr):
+def _loader(x_desc, code_desc, x_ring, code_ring, x_ready, code_ready, empty, K, n0, m0, STAGES: gl.constexpr):
     """One warp: step i's x tile and codes by TMA into slot i % STAGES, once the consumer has released it."""
     for i in range(K // STEP):
         slot = i % STAGES
@@ -68,8 +68,7 @@ def _loader(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, co
 
 
 @gluon.jit
-def _producer(x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K, n0,
-              m0, STAGES: gl.constexpr, FIRST: gl.constexpr):
+def _producer(scale_ptr, code_ring, a_ring, code_ready, a_ready, K, n0, STAGES: gl.constexpr, FIRST: gl.constexpr):
     """A warpgroup, steps FIRST, FIRST + 2, ..: once step i's codes have landed, decode them into its A
     slot and signal it ready. A thread takes 16 bytes of a row's step (blocks 2c and 2c + 1). The
     scales, 4 bytes a row a step (under TMA's 16-byte box), are loaded from global memory one of its
@@ -151,12 +150,9 @@ def w4a16_wgmma_kernel(scale_ptr, x_desc, code_desc, global_scale_ptr, bias_ptr,
     m0 = gl.program_id(1) * BM
     acc, = gl.warp_specialize([
         (_consumer, (x_ring, a_ring, x_ready, a_ready, empty, K, BM, STAGES)),
-        (_loader, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
-                   n0, m0, STAGES)),
-        (_producer, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
-                     n0, m0, STAGES, 0)),
-        (_producer, (x_desc, code_desc, scale_ptr, x_ring, code_ring, a_ring, x_ready, code_ready, a_ready, empty, K,
-                     n0, m0, STAGES, 1)),
+        (_loader, (x_desc, code_desc, x_ring, code_ring, x_ready, code_ready, empty, K, n0, m0, STAGES)),
+        (_producer, (scale_ptr, code_ring, a_ring, code_ready, a_ready, K, n0, STAGES, 0)),
+        (_producer, (scale_ptr, code_ring, a_ring, code_ready, a_ready, K, n0, STAGES, 1)),
     ], [1, 4, 4], [24, PRODUCER_REGISTERS, PRODUCER_REGISTERS])
 
     out_rows = n0 + gl.arange(0, BLOCK_N, layout=gl.SliceLayout(1, _sum_layout(BM)))
